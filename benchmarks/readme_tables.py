@@ -1,0 +1,58 @@
+"""Render benchmark results (benchmarks/results/*.json) as the README's tables.
+
+Every figure in the README comes from a committed JSON file: `python -m benchmarks.readme_tables`
+rewrites the block between `<!-- table:NAME -->` and `<!-- /table:NAME -->` markers, and a test
+checks the README still matches the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+
+
+def _train_throughput(report: dict) -> str:
+    lines = ["| preset | parameters | tokens/s | model GFLOP/s | MFU | full training (min) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        lines.append(f"| {r['preset']} | {r['parameters']:,} | {r['tokens_per_second']:,.0f} | "
+                     f"{r['model_gflops_per_second']:.1f} | {r['mfu']:.0%} | "
+                     f"{r['est_full_training_minutes']} |")
+    lines.append(f"\nfp32 on {report['threads']} CPU threads, torch {report['torch']}; MFU against "
+                 f"the fp32 matmul peak measured in the same process "
+                 f"({report['matmul_peak_gflops']} GFLOP/s).")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[dict], str]] = {"train_throughput": _train_throughput}
+
+
+def render(name: str) -> str:
+    return RENDERERS[name](json.loads((RESULTS / f"{name}.json").read_text()))
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(<!-- table:{name} -->)(.*?)(<!-- /table:{name} -->)", re.DOTALL)
+
+
+def readme_table(name: str, readme: str) -> str | None:
+    match = _pattern(name).search(readme)
+    return match.group(2).strip("\n") if match else None
+
+
+def update_readme() -> None:
+    text = README.read_text()
+    for name in RENDERERS:
+        if (RESULTS / f"{name}.json").exists():
+            text = _pattern(name).sub(lambda m, n=name: f"{m.group(1)}\n{render(n)}\n{m.group(3)}", text)
+    README.write_text(text)
+
+
+if __name__ == "__main__":
+    update_readme()

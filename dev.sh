@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One entry point for people and CI. Each command sets up .venv first if it is missing or stale.
+#   ./dev.sh demo [--quick]   the main job: `flexo demo`
+#   ./dev.sh test             the default test suite (< 15 min on 2 cores)
+#   ./dev.sh test-slow        the slow tests (marked @pytest.mark.slow)
+#   ./dev.sh bench            benchmarks/ -> benchmarks/results/*.json
+#   ./dev.sh flexo ARGS...    any flexo command inside the venv
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV="${FLEXO_VENV:-.venv}"
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="${PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:-120}"
+export PREFECT_SERVER_ANALYTICS_ENABLED="${PREFECT_SERVER_ANALYTICS_ENABLED:-false}"
+
+setup() {
+    local stamp="$VENV/.flexo-installed-$(python3 -c 'import hashlib,sys;print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest()[:16])')"
+    [ -f "$stamp" ] && return 0
+    echo "setting up $VENV (first run only: ~3 minutes, ~2.5 GB)" >&2
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    # torch first and exactly pinned: the CPU wheel, never a multi-GB CUDA build by accident.
+    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+    "$VENV/bin/python" -m pip install --quiet -e ".[demo,dev]"
+    rm -f "$VENV"/.flexo-installed-*
+    touch "$stamp"
+}
+
+run_pytest() {
+    # pytest exits 5 when a selection is empty; that is not a failure of the suite.
+    "$VENV/bin/python" -m pytest "$@" || { rc=$?; [ "$rc" -eq 5 ] && return 0; return "$rc"; }
+}
+
+cmd="${1:-help}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    setup) setup ;;
+    demo) setup; exec "$VENV/bin/flexo" demo "$@" ;;
+    test) setup; run_pytest -q "$@" ;;
+    test-slow) setup; run_pytest -q -m slow "$@" ;;
+    bench) setup; for b in benchmarks/*.py; do "$VENV/bin/python" "$b"; done ;;
+    flexo) setup; exec "$VENV/bin/flexo" "$@" ;;
+    *) sed -n '2,8p' "$0"; exit 2 ;;
+esac

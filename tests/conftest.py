@@ -1,0 +1,45 @@
+"""Session fixtures: one tiny anchor trained through the CLI, built-in corpora loaded once."""
+
+from __future__ import annotations
+
+import os
+
+# No hub is reachable: fail fast instead of waiting on the network for a hub id.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """Invoke `flexo ...` in-process; returns click's Result (exit_code, stdout, stderr)."""
+    from flows.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def tiny_anchor(tmp_path_factory, cli) -> Path:
+    """A tiny anchor trained from scratch on the public mix through `flexo anchor train`."""
+    out = tmp_path_factory.mktemp("anchor") / "tiny"
+    result = cli("anchor", "train", "--preset", "tiny", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def builtin():
+    """Every built-in corpus, loaded once: {"public": Corpus, "code": Corpus, ...}."""
+    from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
+
+    return {name: load_domain(name) for name in (PUBLIC, *PRIVATE_DOMAINS)}
