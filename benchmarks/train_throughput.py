@@ -20,7 +20,7 @@ import torch
 
 from components.anchor import PRESETS, AnchorPreset, build_model
 from components.lm_training import TrainConfig, train_causal_lm
-from components.token_data import random_windows
+from components.token_data import window_sampler
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 TIMED_STEPS = {"tiny": 40, "small": 15, "base": 6}
@@ -56,9 +56,9 @@ class _FakeTokenizer:
 
 def measure(preset: AnchorPreset, steps: int, peak: float) -> dict:
     model = build_model(preset, _FakeTokenizer(preset.vocab_size))
-    gen = torch.Generator().manual_seed(0)
-    stream = torch.randint(0, preset.vocab_size, (200_000,), generator=gen)
-    batches = random_windows(stream, preset.seq_len, preset.batch_size, gen)
+    stream = torch.randint(0, preset.vocab_size, (200_000,),
+                           generator=torch.Generator().manual_seed(0))
+    batches = window_sampler(stream, preset.seq_len, preset.batch_size)
     train_causal_lm(model, batches, TrainConfig(steps=3, warmup_steps=1), progress=False)
     result = train_causal_lm(model, batches, TrainConfig(steps=steps, warmup_steps=1),
                              desc=f"bench[{preset.name}]", progress=False)

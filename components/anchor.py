@@ -21,7 +21,7 @@ from components.documents import Corpus, CorpusFingerprint
 from components.errors import CheckpointError, ConfigError
 from components.fingerprint import fingerprint_checkpoint
 from components.lm_training import TrainConfig, train_causal_lm
-from components.token_data import random_windows, token_stream
+from components.token_data import token_stream, window_sampler
 from components.tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -148,10 +148,9 @@ def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: in
     stream = token_stream(texts, tokenizer, max_tokens=preset.train_tokens)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = build_model(preset, tokenizer, seed).to(dev)
-    gen = torch.Generator().manual_seed(seed)
     cfg = TrainConfig(steps=preset.steps, lr=preset.lr, warmup_steps=preset.warmup_steps,
                       weight_decay=0.1, seed=seed)
-    result = train_causal_lm(model, random_windows(stream, preset.seq_len, preset.batch_size, gen),
+    result = train_causal_lm(model, window_sampler(stream, preset.seq_len, preset.batch_size),
                              cfg, desc=f"anchor[{preset.name}]", progress=progress)
     return save_anchor(model.cpu(), tokenizer, out, source="trained", preset=preset.name,
                        corpus=corpus.fingerprint(), train_tokens=result.tokens,

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import torch
 
-from components.checkpoints import load_causal_lm, load_tokenizer
+from components.checkpoints import load_tokenizer
 from components.documents import Corpus
 from components.perplexity import Perplexity, perplexity
+from components.runtime import apply_selection, load_flexo_model
 from components.token_data import token_stream
 
 # One context length for every model so figures compare across presets (all train at >= 128).
@@ -17,13 +18,15 @@ EVAL_MAX_TOKENS = 65_536
 
 
 def evaluate_model(model_dir: Path, corpora: list[Corpus], max_tokens: int = EVAL_MAX_TOKENS,
-                   seq_len: int = EVAL_SEQ_LEN, device: str | None = None) -> list[Perplexity]:
+                   seq_len: int = EVAL_SEQ_LEN, device: str | None = None,
+                   exclude: list[str] | None = None) -> list[Perplexity]:
     """Perplexity on the first `max_tokens` tokens of each corpus, in document-hash order.
 
     Callers pass held-out text: a built-in domain's test split, or a user's evaluation directory.
     """
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_causal_lm(model_dir, device=dev)
+    model = load_flexo_model(model_dir, device=dev)
+    apply_selection(model, exclude=exclude)
     tokenizer = load_tokenizer(model_dir)
     results = []
     for corpus in corpora:

@@ -1,25 +1,34 @@
-"""A plain causal-LM training loop shared by the anchor and, later, the experts.
+"""A plain causal-LM training loop shared by the anchor and the experts.
 
 AdamW, linear warm-up then cosine decay, gradient clipping, fp32 on CPU and bf16 autocast on CUDA
-(bf16 matmul on this CPU class is ~150x slower than fp32), and a progress bar with loss and tok/s.
+(bf16 matmul on this CPU class is ~150x slower than fp32), a progress bar with loss and tok/s, and
+optional resumable checkpoints. Batches come from `sample_batch(generator)`, so the loop owns the
+random state and a resumed run continues the exact batch sequence it would have seen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import math
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_cosine_schedule_with_warmup
 
-from components.errors import TrainingDiverged
+from components.errors import CheckpointError, TrainingDiverged
 
 log = logging.getLogger(__name__)
+
+SampleBatch = Callable[[torch.Generator], torch.Tensor]  # -> (B, T) token ids
 
 
 class TrainConfig(BaseModel):
@@ -30,6 +39,10 @@ class TrainConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0)
     betas: tuple[float, float] = (0.9, 0.95)
     seed: int = 0
+    checkpoint_every: int = Field(0, ge=0)  # steps between resumable checkpoints; 0 = none
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json(exclude={"checkpoint_every"}).encode()).hexdigest()
 
 
 class TrainResult(BaseModel):
@@ -38,6 +51,7 @@ class TrainResult(BaseModel):
     seconds: float
     tokens_per_second: float
     losses: list[float]  # one per step
+    resumed_from: int = 0
 
     @property
     def final_loss(self) -> float:
@@ -51,39 +65,98 @@ def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def train_causal_lm(model: PreTrainedModel, batches: Iterator[torch.Tensor], cfg: TrainConfig,
-                    params: list[torch.nn.Parameter] | None = None,
-                    desc: str = "train", progress: bool = True) -> TrainResult:
-    """Train `params` (default: all trainable) of `model` for `cfg.steps` steps on `batches`."""
+class _Checkpoint:
+    """Trainable tensors, AdamW moments, step, losses and RNG state, as safetensors + JSON."""
+
+    def __init__(self, directory: Path, config_digest: str):
+        self.dir, self.digest = Path(directory), config_digest
+
+    def save(self, step: int, named: dict[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+             generator: torch.Generator, losses: list[float]) -> None:
+        tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in named.items()}
+        for n, p in named.items():
+            for key, value in optimizer.state.get(p, {}).items():
+                tensors[f"adam/{key}/{n}"] = value.detach().cpu().reshape(value.shape).contiguous()
+        tensors["rng"] = generator.get_state()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, self.dir / "state.safetensors.tmp")
+        (self.dir / "state.json.tmp").write_text(json.dumps(
+            {"step": step, "config_digest": self.digest, "losses": losses}))
+        # Weights first, then the JSON that points at them: a crash between leaves the old pair
+        # readable only if both renames happened; the JSON's step is checked against the tensors.
+        os.replace(self.dir / "state.safetensors.tmp", self.dir / "state.safetensors")
+        os.replace(self.dir / "state.json.tmp", self.dir / "state.json")
+
+    def load(self, named: dict[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+             generator: torch.Generator) -> tuple[int, list[float]]:
+        meta_path = self.dir / "state.json"
+        if not meta_path.exists():
+            return 0, []
+        meta = json.loads(meta_path.read_text())
+        if meta["config_digest"] != self.digest:
+            raise CheckpointError(f"checkpoint in {self.dir} was made with another training "
+                                  f"config; remove it or rerun with the same options")
+        tensors = load_file(self.dir / "state.safetensors")
+        with torch.no_grad():
+            for n, p in named.items():
+                p.copy_(tensors[f"param/{n}"])
+                state = {key.split("/")[1]: t.to(p.device) for key, t in tensors.items()
+                         if key.startswith("adam/") and key.endswith(f"/{n}")
+                         and key.split("/", 2)[2] == n}
+                if state:
+                    optimizer.state[p] = state
+        generator.set_state(tensors["rng"])
+        log.info("resumed from step %d in %s", meta["step"], self.dir)
+        return meta["step"], meta["losses"]
+
+
+def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: TrainConfig,
+                    params: dict[str, torch.nn.Parameter] | None = None,
+                    after_step: Callable[[], None] | None = None,
+                    checkpoint_dir: Path | None = None, desc: str = "train",
+                    progress: bool = True) -> TrainResult:
+    """Train `params` (default: all trainable, by name) of `model` for `cfg.steps` steps.
+
+    With `checkpoint_dir` and `cfg.checkpoint_every`, state is saved every that many steps and a
+    rerun with the same config resumes from the last save, giving bit-identical results on CPU.
+    """
     device = next(model.parameters()).device
-    params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas,
+    named = params if params is not None else {
+        n: p for n, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.lr, betas=cfg.betas,
                                   weight_decay=cfg.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    ckpt = _Checkpoint(checkpoint_dir, cfg.digest()) if checkpoint_dir else None
+    start_step, losses = ckpt.load(named, optimizer, generator) if ckpt else (0, [])
+    for _ in range(start_step):
+        schedule.step()
     model.train()
-    losses: list[float] = []
     tokens = 0
     start = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, unit="step", mininterval=1.0)
-    for _ in bar:
-        batch = next(batches).to(device)  # (B, T)
+    bar = tqdm(range(start_step, cfg.steps), desc=desc, disable=not progress, unit="step",
+               mininterval=1.0, initial=start_step, total=cfg.steps)
+    for step in bar:
+        batch = sample_batch(generator).to(device)  # (B, T)
         with autocast_for(device):
             loss = model(input_ids=batch, labels=batch).loss
         if not math.isfinite(loss.item()):
-            raise TrainingDiverged(f"loss became {loss.item()} at step {len(losses)}; "
-                                     f"lower the learning rate")
+            raise TrainingDiverged(f"loss became {loss.item()} at step {step}; "
+                                   f"lower the learning rate")
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(list(named.values()), cfg.grad_clip)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        if after_step is not None:
+            after_step()
         losses.append(loss.item())
         tokens += batch.numel()
         rate = tokens / (time.perf_counter() - start)
         bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+        if ckpt and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+            ckpt.save(step + 1, named, optimizer, generator, losses)
     model.eval()
-    seconds = time.perf_counter() - start
-    log.info("%s: %d steps, %d tokens, %.1f s, final loss %.3f", desc, cfg.steps, tokens,
-             seconds, losses[-1])
+    seconds = max(time.perf_counter() - start, 1e-9)
     return TrainResult(steps=cfg.steps, tokens=tokens, seconds=seconds,
-                       tokens_per_second=tokens / seconds, losses=losses)
+                       tokens_per_second=tokens / seconds, losses=losses, resumed_from=start_step)

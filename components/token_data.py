@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from components.errors import DataError
 
 
 def token_stream(texts: list[str], tokenizer: PreTrainedTokenizerBase,
@@ -24,15 +26,19 @@ def token_stream(texts: list[str], tokenizer: PreTrainedTokenizerBase,
     return flat[:max_tokens] if max_tokens is not None else flat
 
 
-def random_windows(stream: torch.Tensor, seq_len: int, batch_size: int,
-                   generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """An endless supply of (batch_size, seq_len) windows at random offsets."""
+def window_sampler(stream: torch.Tensor, seq_len: int,
+                   batch_size: int) -> Callable[[torch.Generator], torch.Tensor]:
+    """A sampler of (batch_size, seq_len) windows at random offsets of `stream`."""
     if stream.numel() <= seq_len:
-        raise ValueError(f"need more than {seq_len} tokens to train, got {stream.numel()}")
+        raise DataError(f"need more than {seq_len} tokens to train, got {stream.numel()}; "
+                        f"add text")
     offsets = torch.arange(seq_len)
-    while True:
+
+    def sample(generator: torch.Generator) -> torch.Tensor:
         starts = torch.randint(0, stream.numel() - seq_len, (batch_size, 1), generator=generator)
-        yield stream[starts + offsets]  # (B, T)
+        return stream[starts + offsets]  # (B, T)
+
+    return sample
 
 
 def eval_windows(stream: torch.Tensor, seq_len: int) -> torch.Tensor:

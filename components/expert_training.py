@@ -1,0 +1,180 @@
+"""Coordinated expert training (DESIGN §1.1-1.4): the contributor's step.
+
+The anchor becomes a 2-expert FlexOlmo model (slot 0 public, slot 1 new, both copies of the anchor
+FFN). Only slot 1's FFN, its router row r_i and its bias b_i <= 0 train; embeddings, attention,
+norms, lm_head, slot 0 and r_pub stay bit-identical to the anchor, which is what lets modules
+trained apart be merged later. `requires_grad` cannot freeze part of a fused tensor, so gradient
+hooks zero slot 0 and AdamW runs with weight decay 0 (DESIGN §6).
+
+A share of each batch is public text (`public_ratio`): public data is everyone's, and seeing it lets
+r_i learn to yield to r_pub there instead of learning only "not public" (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, Field
+from safetensors.torch import load_file
+
+from components.anchor import read_fingerprint
+from components.checkpoints import load_causal_lm, load_tokenizer
+from components.documents import Corpus, CorpusFingerprint
+from components.expert_module import SHARED_PREFIX, write_module
+from components.lm_training import TrainConfig, train_causal_lm
+from components.moe_layout import (
+    DENSE_FFN,
+    DOWN,
+    GATE_UP,
+    ROUTER,
+    fuse_ffn,
+    is_shared,
+    layer_key,
+    upcycle,
+)
+from components.router import install_routers
+from components.router_init import RouterInit, domain_vector
+from components.token_data import token_stream, window_sampler
+
+log = logging.getLogger(__name__)
+
+PUBLIC_ROUTER_FILE = "public_router.safetensors"
+
+
+class ExpertConfig(BaseModel):
+    steps: int = Field(200, gt=0)
+    batch_size: int = Field(16, gt=0)
+    seq_len: int = Field(128, gt=1)
+    lr: float = Field(2e-3, gt=0)
+    warmup_steps: int = Field(20, ge=0)
+    seed: int = 0
+    router_init: RouterInit = "embed"
+    public_ratio: float = Field(0.25, ge=0, lt=1)  # share of each batch drawn from public text
+    top_k: int = Field(2, ge=1)
+    checkpoint_every: int = Field(50, ge=0)
+    uncoordinated: bool = False  # baseline: shared tensors train too (no common frozen anchor)
+
+
+class ExpertResult(BaseModel):
+    contributor: str
+    anchor_fingerprint: str
+    weights_sha256: str
+    data_fingerprint: CorpusFingerprint
+    config: ExpertConfig
+    metrics: dict[str, float]
+
+
+def public_router_rows(anchor_dir: Path, method: RouterInit, public: Corpus, fingerprint: str,
+                       model, tokenizer) -> torch.Tensor:
+    """r_pub per layer (L, H): the anchor's own (an imported FlexOlmo) or made from public text."""
+    layers = model.config.num_hidden_layers
+    path = Path(anchor_dir) / PUBLIC_ROUTER_FILE
+    if path.exists():
+        rows = load_file(path)
+        return torch.stack([rows[layer_key(i, "mlp.router_public")] for i in range(layers)]).float()
+    vector = domain_vector(method, public.split("train").texts(), "public", fingerprint, model,
+                           tokenizer)
+    return vector.expand(layers, -1).clone()
+
+
+def _freeze_slot0(param: torch.nn.Parameter) -> None:
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[0] = 0  # public expert / r_pub: never updated (AdamW with zero grad, wd 0: no change)
+        return grad
+
+    param.register_hook(hook)
+
+
+def _mixed_sampler(domain: torch.Tensor, public: torch.Tensor, cfg: ExpertConfig):
+    n_public = round(cfg.batch_size * cfg.public_ratio) if public.numel() > cfg.seq_len else 0
+    own = window_sampler(domain, cfg.seq_len, cfg.batch_size - n_public)
+    pub = window_sampler(public, cfg.seq_len, n_public) if n_public else None
+
+    def sample(generator: torch.Generator) -> torch.Tensor:
+        batch = own(generator)
+        return torch.cat([batch, pub(generator)]) if pub else batch  # (B, T)
+
+    return sample
+
+
+def _check_frozen(model, anchor_state: dict[str, torch.Tensor], r_pub: torch.Tensor,
+                  uncoordinated: bool) -> None:
+    """Assert every frozen tensor and slice is bit-identical to the anchor's."""
+    state = model.state_dict()
+    layers = model.config.num_hidden_layers
+    for name, tensor in anchor_state.items():
+        if is_shared(name) and not uncoordinated and not torch.equal(state[name], tensor):
+            raise AssertionError(f"frozen tensor {name} changed during expert training")
+    for i in range(layers):
+        gate, up, down = (anchor_state[layer_key(i, n)] for n in DENSE_FFN)
+        assert torch.equal(state[layer_key(i, GATE_UP)][0], fuse_ffn(gate, up)), i
+        assert torch.equal(state[layer_key(i, DOWN)][0], down), i
+        assert torch.equal(state[layer_key(i, ROUTER)][0], r_pub[i]), i
+
+
+def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Corpus,
+                 cfg: ExpertConfig, workdir: Path, resume_dir: Path | None = None,
+                 device: str | None = None, progress: bool = True) -> ExpertResult:
+    """Train one expert module on `corpus` and write `expert.safetensors` into `workdir`."""
+    fingerprint = read_fingerprint(anchor_dir)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dense = load_causal_lm(anchor_dir)
+    tokenizer = load_tokenizer(anchor_dir)
+    texts = corpus.split("train").texts() or corpus.texts()
+    r_pub = public_router_rows(anchor_dir, cfg.router_init, public, fingerprint, dense, tokenizer)
+    r_own = domain_vector(cfg.router_init, texts, contributor, fingerprint, dense, tokenizer)
+    anchor_state = {k: v.clone() for k, v in dense.state_dict().items()}
+    router = torch.stack([r_pub, r_own.expand_as(r_pub)], dim=1)  # (L, 2, H)
+    model = upcycle(anchor_state, dense.config, router, top_k=cfg.top_k).to(dev)
+    del dense
+    install_routers(model)
+    trainable: dict[str, torch.nn.Parameter] = {}
+    for name, param in model.named_parameters():
+        moe = name.endswith((GATE_UP, DOWN, ROUTER, "mlp.gate.bias"))
+        param.requires_grad_(moe or (cfg.uncoordinated and is_shared(name)))
+        if moe:
+            _freeze_slot0(param)
+        if param.requires_grad:
+            trainable[name] = param
+    biases = [p for n, p in trainable.items() if n.endswith("mlp.gate.bias")]
+
+    def project_bias() -> None:
+        with torch.no_grad():
+            for b in biases:
+                b.clamp_(max=0.0)  # b_i <= 0 (projected gradient step)
+
+    own_tokens = cfg.steps * cfg.batch_size * cfg.seq_len
+    sample = _mixed_sampler(token_stream(texts, tokenizer, max_tokens=own_tokens),
+                            token_stream(public.split("train").texts(), tokenizer,
+                                         max_tokens=own_tokens),
+                            cfg)
+    train_cfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                            weight_decay=0.0, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every)
+    result = train_causal_lm(model, sample, train_cfg, params=trainable, after_step=project_bias,
+                             checkpoint_dir=resume_dir, desc=f"expert[{contributor}]",
+                             progress=progress)
+    model = model.cpu()
+    _check_frozen(model, anchor_state, r_pub, cfg.uncoordinated)
+
+    state = model.state_dict()
+    layers = model.config.num_hidden_layers
+    tensors: dict[str, torch.Tensor] = {}
+    for i in range(layers):
+        tensors[f"layers.{i}.gate_up_proj"] = state[layer_key(i, GATE_UP)][1]
+        tensors[f"layers.{i}.down_proj"] = state[layer_key(i, DOWN)][1]
+        tensors[f"layers.{i}.router"] = state[layer_key(i, ROUTER)][1]
+        tensors[f"layers.{i}.bias"] = state[layer_key(i, "mlp.gate.bias")][1:2]
+        tensors[f"layers.{i}.router_public"] = r_pub[i]
+    if cfg.uncoordinated:
+        tensors.update({SHARED_PREFIX + k: state[k] for k in anchor_state if is_shared(k)})
+    sha = write_module(workdir, tensors, contributor, fingerprint, layers)
+    bias_mean = float(torch.stack([tensors[f"layers.{i}.bias"] for i in range(layers)]).mean())
+    return ExpertResult(
+        contributor=contributor, anchor_fingerprint=fingerprint, weights_sha256=sha,
+        data_fingerprint=corpus.fingerprint(), config=cfg,
+        metrics={"final_loss": result.final_loss, "train_tokens": float(result.tokens),
+                 "train_seconds": result.seconds, "tokens_per_second": result.tokens_per_second,
+                 "resumed_from_step": float(result.resumed_from), "mean_bias": bias_mean})

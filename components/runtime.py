@@ -1,0 +1,67 @@
+"""flexo's own loading path for merged models: biases applied, experts switched per call.
+
+A plain `transformers` load of a flexo release ignores `flexo_router.safetensors`, so it routes
+without the negative biases (the bias only ever lowers a private expert's logit, so a plain load
+sends at least as much weight to private experts as flexo does). With every bias zero the two
+paths give the same logits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import PreTrainedModel
+
+from components.checkpoints import load_causal_lm
+from components.errors import ConfigError
+from components.merge import BIAS_FILE, PUBLIC
+from components.moe_layout import layer_key
+from components.router import install_routers, set_active
+
+
+def load_flexo_model(directory: Path, device: str = "cpu",
+                     dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """A model ready for flexo's runtime: a FlexOlmo merge with its biases, or a dense anchor."""
+    model = load_causal_lm(directory, device=device, dtype=dtype)
+    if model.config.model_type != "flex_olmo":
+        return model
+    layers = model.config.num_hidden_layers
+    bias_path = Path(directory) / BIAS_FILE
+    bias = None
+    if bias_path.exists():
+        saved = load_file(bias_path)
+        bias = torch.stack([saved[layer_key(i, "mlp.gate.bias")] for i in range(layers)])
+    install_routers(model, bias=None if bias is None else bias.to(device=device, dtype=dtype))
+    return model
+
+
+def expert_names(model: PreTrainedModel) -> list[str]:
+    if model.config.model_type != "flex_olmo":
+        return [PUBLIC]
+    names = getattr(model.config, "flexo_experts", None)
+    return list(names) if names else [PUBLIC] + [
+        f"expert-{j}" for j in range(1, model.config.num_experts)]
+
+
+def selection(names: list[str], only: list[str] | None = None,
+              exclude: list[str] | None = None) -> list[bool]:
+    """Which experts are on: the public one always; `only` keeps just those, `exclude` drops."""
+    for requested in (only or []) + (exclude or []):
+        if requested not in names[1:]:
+            if requested == PUBLIC:
+                raise ConfigError("the public expert is the anchor and cannot be switched off or "
+                                  "selected; name contributor experts only")
+            raise ConfigError(f"unknown expert '{requested}'; this model has: "
+                              f"{', '.join(names[1:]) or 'no contributor experts'}")
+    on = [True] + [only is None or n in only for n in names[1:]]
+    return [flag and n not in (exclude or []) for flag, n in zip(on, names, strict=True)]
+
+
+def apply_selection(model: PreTrainedModel, only: list[str] | None = None,
+                    exclude: list[str] | None = None) -> list[bool]:
+    active = selection(expert_names(model), only, exclude)
+    if model.config.model_type == "flex_olmo":
+        set_active(model, active)
+    return active

@@ -1,0 +1,54 @@
+"""The expert-module manifest (DESIGN §3): what a contributor publishes next to the weights.
+
+It carries digests and counts, never text: the data fingerprint describes the corpus without
+revealing it, the weights hash pins the exact tensors a reviewer approved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from governance.contributors import ContributorId
+
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "expert.safetensors"
+
+
+class DataFingerprint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    documents: int = Field(ge=0)
+    characters: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+
+
+class ExpertManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = 1
+    contributor: ContributorId
+    anchor_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    weights_file: str = WEIGHTS_FILE
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    data_fingerprint: DataFingerprint
+    training: dict[str, Any]  # the full training config, as run
+    metrics: dict[str, float] = {}
+    privacy_audit: dict[str, Any] | None = None
+    licence: str = "proprietary"
+    code_version: str
+    created_at: str = Field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    def write(self, directory: Path) -> Path:
+        path = Path(directory) / MANIFEST_FILE
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, directory: Path) -> ExpertManifest:
+        return cls.model_validate_json((Path(directory) / MANIFEST_FILE).read_text())
