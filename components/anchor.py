@@ -14,13 +14,15 @@ from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
+from safetensors.torch import save_file
 from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerBase
 
 from components.atomic_dir import atomic_output_dir, check_output_dir
 from components.documents import Corpus, CorpusFingerprint
 from components.errors import CheckpointError, ConfigError
-from components.fingerprint import fingerprint_checkpoint
+from components.fingerprint import fingerprint_checkpoint, fingerprint_tensors
 from components.lm_training import TrainConfig, train_causal_lm
+from components.public_router import PUBLIC_ROUTER_FILE, make_public_router
 from components.token_data import token_stream, window_sampler
 from components.tokenizer import train_tokenizer
 
@@ -78,7 +80,8 @@ def get_preset(name: str) -> AnchorPreset:
 class AnchorCard(BaseModel):
     """What flexo records next to an anchor checkpoint (`flexo_anchor.json`)."""
 
-    fingerprint: str
+    fingerprint: str  # every tensor, public router rows included (DESIGN §3)
+    weights_fingerprint: str  # the model weights alone: seeds the router-init projection
     architecture: Literal["olmo2"] = "olmo2"
     source: str  # "trained" or the imported path / hub id
     preset: str | None = None
@@ -94,7 +97,11 @@ class AnchorCard(BaseModel):
 
     @classmethod
     def read(cls, directory: Path) -> AnchorCard:
-        return cls.model_validate_json((Path(directory) / CARD_FILE).read_text())
+        path = Path(directory) / CARD_FILE
+        if not path.is_file():
+            raise CheckpointError(f"{directory} is not a flexo anchor (no {CARD_FILE}); train one "
+                                  f"with `flexo anchor train` or adopt it with `flexo anchor import`")
+        return cls.model_validate_json(path.read_text())
 
 
 def build_model(preset: AnchorPreset, tokenizer: PreTrainedTokenizerBase,
@@ -122,11 +129,9 @@ def save_anchor(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if extra:
-            from safetensors.torch import save_file
-
-            save_file({k: v.contiguous() for k, v in extra.items()},
-                      tmp / "public_router.safetensors")
+            save_file({k: v.contiguous() for k, v in extra.items()}, tmp / PUBLIC_ROUTER_FILE)
         result = AnchorCard(fingerprint=fingerprint_checkpoint(tmp), created_at=_now(),
+                            weights_fingerprint=fingerprint_tensors(model.state_dict()),
                             parameters=sum(p.numel() for p in model.parameters()), **card)
         result.write(tmp)
     return result
@@ -152,7 +157,9 @@ def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: in
                       weight_decay=0.1, seed=seed)
     result = train_causal_lm(model, window_sampler(stream, preset.seq_len, preset.batch_size),
                              cfg, desc=f"anchor[{preset.name}]", progress=progress)
-    return save_anchor(model.cpu(), tokenizer, out, source="trained", preset=preset.name,
+    model = model.cpu()
+    router = make_public_router(model, tokenizer, corpus, fingerprint_tensors(model.state_dict()))
+    return save_anchor(model, tokenizer, out, extra=router, source="trained", preset=preset.name,
                        corpus=corpus.fingerprint(), train_tokens=result.tokens,
                        train_seconds=round(result.seconds, 2), final_loss=result.final_loss)
 

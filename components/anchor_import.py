@@ -1,9 +1,11 @@
 """Adopt an existing OLMo-2 or FlexOlmo checkpoint as the anchor (the path a user with real
 `allenai/...` weights takes). A FlexOlmo checkpoint contributes its public expert (slot 0) as the
-dense FFN and its public router rows as r_pub, kept in `public_router.safetensors`."""
+dense FFN and its public router rows as r_pub, kept in `public_router.safetensors`; for an OLMo-2
+checkpoint r_pub is made from the public mix, as for a trained anchor."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -12,6 +14,9 @@ from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedModel
 from components.anchor import AnchorCard, save_anchor
 from components.atomic_dir import check_output_dir
 from components.checkpoints import load_causal_lm, load_config, load_tokenizer
+from components.documents import Corpus
+from components.fingerprint import fingerprint_tensors
+from components.public_router import CHECKPOINT, make_public_router, router_key
 
 
 def dense_from_flexolmo(moe: PreTrainedModel) -> tuple[Olmo2ForCausalLM, dict[str, torch.Tensor]]:
@@ -28,7 +33,8 @@ def dense_from_flexolmo(moe: PreTrainedModel) -> tuple[Olmo2ForCausalLM, dict[st
         elif name.endswith(".mlp.experts.down_proj"):  # (E, H, I)
             state[f"{prefix}.mlp.down_proj.weight"] = tensor[0]
         elif name.endswith(".mlp.gate.weight"):  # (E, H): row 0 is r_pub
-            router[f"{prefix}.mlp.router_public"] = tensor[0].clone()
+            layer = int(prefix.rsplit(".", 1)[1])
+            router[router_key(CHECKPOINT, layer)] = tensor[0].clone()
         else:
             state[name] = tensor
     dense = Olmo2ForCausalLM(config).to(next(iter(state.values())).dtype)
@@ -36,13 +42,19 @@ def dense_from_flexolmo(moe: PreTrainedModel) -> tuple[Olmo2ForCausalLM, dict[st
     return dense, router
 
 
-def import_anchor(source: str | Path, out: Path) -> AnchorCard:
-    """Copy a local directory or hub id into `out` as a flexo anchor, with its fingerprint."""
+def import_anchor(source: str | Path, out: Path, public: Callable[[], Corpus]) -> AnchorCard:
+    """Copy a local directory or hub id into `out` as a flexo anchor, with its fingerprint.
+
+    A FlexOlmo checkpoint brings its trained r_pub; for an OLMo-2 one r_pub is made from the
+    corpus `public()` returns (loaded only then).
+    """
     check_output_dir(out)
     config = load_config(source)
     tokenizer = load_tokenizer(source)
     model = load_causal_lm(source, dtype="auto")
-    router: dict[str, torch.Tensor] = {}
     if config.model_type == "flex_olmo":
         model, router = dense_from_flexolmo(model)
+    else:
+        router = make_public_router(model, tokenizer, public(),
+                                    fingerprint_tensors(model.state_dict()))
     return save_anchor(model, tokenizer, out, extra=router, source=str(source))

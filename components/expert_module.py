@@ -12,6 +12,7 @@ Only safetensors are ever read: pickle-based files (`.bin`, `.pt`, ...) run code
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from safetensors.torch import save_file
 from components.errors import CheckpointError
 
 FORMAT = "flexo-expert-v1"
+METADATA_KEY = "flexo"
 WEIGHTS_FILE = "expert.safetensors"
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 SHARED_PREFIX = "shared/"
@@ -60,10 +62,13 @@ def write_module(directory: Path, tensors: dict[str, torch.Tensor], contributor:
                  anchor_fingerprint: str, num_layers: int) -> str:
     """Write `expert.safetensors`; returns its sha256."""
     path = Path(directory) / WEIGHTS_FILE
-    metadata = {"format": FORMAT, "contributor": contributor,
-                "anchor_fingerprint": anchor_fingerprint, "num_layers": str(num_layers)}
+    # One metadata key holding canonical JSON: safetensors writes several keys in hash-map order,
+    # which would make identical weights hash differently from run to run.
+    metadata = json.dumps({"format": FORMAT, "contributor": contributor,
+                           "anchor_fingerprint": anchor_fingerprint, "num_layers": num_layers},
+                          sort_keys=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path,
-              metadata=metadata)
+              metadata={METADATA_KEY: metadata})
     return file_sha256(path)
 
 
@@ -85,9 +90,9 @@ def read_header(ref: ModuleRef, anchor_fingerprint: str) -> ModuleHeader:
                               f"its manifest (tampered or corrupt); re-publish the module")
     try:
         with safe_open(path, framework="pt") as st:
-            meta = st.metadata() or {}
+            meta = json.loads((st.metadata() or {}).get(METADATA_KEY, "{}"))
             shapes = {k: list(st.get_slice(k).get_shape()) for k in st.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as err:
+    except (SafetensorError, OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"module {ref.name}: {WEIGHTS_FILE} is not a valid safetensors "
                               f"file ({err})") from None
     if meta.get("format") != FORMAT:

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,8 +130,10 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
     generator = torch.Generator().manual_seed(cfg.seed)
     ckpt = _Checkpoint(checkpoint_dir, cfg.digest()) if checkpoint_dir else None
     start_step, losses = ckpt.load(named, optimizer, generator) if ckpt else (0, [])
-    for _ in range(start_step):
-        schedule.step()
+    with warnings.catch_warnings():  # fast-forwarding a resumed schedule before any optimizer step
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start_step):
+            schedule.step()
     model.train()
     tokens = 0
     start = time.perf_counter()

@@ -31,8 +31,8 @@ from components.expert_module import (
     load_tensor,
     read_header,
 )
-from components.expert_training import PUBLIC_ROUTER_FILE
 from components.moe_layout import DENSE_FFN, DOWN, GATE_UP, ROUTER, is_shared, layer_key, moe_config
+from components.public_router import PUBLIC_ROUTER_FILE
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def plan_merge(anchor_dir: Path, headers: list[ModuleHeader], top_k: int) -> Mer
             tensors.append(TensorPlan(name=name, parts=parts, combine="mean"))
         else:
             tensors.append(TensorPlan(name=name, parts=[[src(file, name)]], combine="copy"))
-    first = headers[0].path if headers else None
+    first = headers[0].path
     biases = []
     for i in range(layers):
         gate, up, down = (anchor[layer_key(i, n)][0] for n in DENSE_FFN)
@@ -145,8 +145,7 @@ def plan_merge(anchor_dir: Path, headers: list[ModuleHeader], top_k: int) -> Mer
         downs = [[src(down, layer_key(i, DENSE_FFN[2]))]]
         downs += [[src(h.path, f"layers.{i}.down_proj")] for h in headers]
         tensors.append(TensorPlan(name=layer_key(i, DOWN), parts=downs, combine="stack"))
-        public_row = ([src(first, f"layers.{i}.router_public")] if first else
-                      [src(Path(anchor_dir) / PUBLIC_ROUTER_FILE, layer_key(i, "mlp.router_public"))])
+        public_row = [src(first, f"layers.{i}.router_public")]  # equal in all modules (checked)
         rows = [public_row] + [[src(h.path, f"layers.{i}.router")] for h in headers]
         tensors.append(TensorPlan(name=layer_key(i, ROUTER), parts=rows, combine="stack"))
         biases.append(TensorPlan(name=layer_key(i, "mlp.gate.bias"), parts=[[
@@ -193,6 +192,8 @@ def merge(anchor_dir: Path, modules: list[ModuleRef], out: Path, top_k: int = 2,
     """Merge `modules` (in order) onto the anchor and write a FlexOlmo checkpoint to `out`."""
     check_output_dir(out)
     names = [m.name for m in modules]
+    if not modules:
+        raise CheckpointError("a merge needs at least one expert module; pass --expert DIR")
     if len(set(names)) != len(names) or PUBLIC in names:
         raise CheckpointError(f"expert names must be unique and not '{PUBLIC}': {names}")
     fingerprint = read_fingerprint(anchor_dir)

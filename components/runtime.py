@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 
 from components.checkpoints import load_causal_lm
 from components.errors import ConfigError
@@ -37,12 +37,13 @@ def load_flexo_model(directory: Path, device: str = "cpu",
     return model
 
 
-def expert_names(model: PreTrainedModel) -> list[str]:
-    if model.config.model_type != "flex_olmo":
+def expert_names(config: PreTrainedConfig) -> list[str]:
+    """Expert names in router order (public first), from the config alone: no weights needed."""
+    if config.model_type != "flex_olmo":
         return [PUBLIC]
-    names = getattr(model.config, "flexo_experts", None)
+    names = getattr(config, "flexo_experts", None)
     return list(names) if names else [PUBLIC] + [
-        f"expert-{j}" for j in range(1, model.config.num_experts)]
+        f"expert-{j}" for j in range(1, config.num_experts)]
 
 
 def selection(names: list[str], only: list[str] | None = None,
@@ -61,7 +62,7 @@ def selection(names: list[str], only: list[str] | None = None,
 
 def apply_selection(model: PreTrainedModel, only: list[str] | None = None,
                     exclude: list[str] | None = None) -> list[bool]:
-    active = selection(expert_names(model), only, exclude)
+    active = selection(expert_names(model.config), only, exclude)
     if model.config.model_type == "flex_olmo":
         set_active(model, active)
     return active

@@ -98,10 +98,11 @@ def anchor_import(
 ) -> None:
     """Adopt an existing OLMo-2 or FlexOlmo checkpoint as the anchor."""
     from components.anchor_import import import_anchor
+    from components.builtin_corpora import PUBLIC, load_domain
     from flows.settings import flexo_home
 
     target = out_dir or flexo_home() / "anchor"
-    card = import_anchor(source, target)
+    card = import_anchor(source, target, public=lambda: load_domain(PUBLIC))
     out.print(f"anchor imported to {target} ({card.parameters:,} parameters, "
               f"fingerprint {card.fingerprint[:16]})")
 

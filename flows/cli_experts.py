@@ -26,26 +26,32 @@ def expert_train(
     data: Annotated[Path | None, typer.Option(help="Your text: .txt/.md/.jsonl files.")] = None,
     domain: Annotated[str | None, typer.Option(help="A built-in domain instead of --data.")] = None,
     router_init: Annotated[str, typer.Option(help="embed | hidden | random")] = "embed",
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 200,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
-    public_ratio: Annotated[float, typer.Option(help="Share of public text per batch.")] = 0.25,
+    steps: Annotated[int | None, typer.Option(help="Training steps [default: 200].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 4e-3].")] = None,
+    public_ratio: Annotated[float | None, typer.Option(
+        help="Share of public text per batch [default: 0.4].")] = None,
+    router_docs: Annotated[int | None, typer.Option(
+        help="Documents per domain for the router init [default: 1000].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any).")] = None,
 ) -> None:
     """Train one expert module against the anchor (coordinated training); no registry."""
+    from pydantic import ValidationError
+
     from components.atomic_dir import atomic_output_dir, check_output_dir
     from components.expert_training import ExpertConfig
 
     checked_contributor(contributor)
     if (data is None) == (domain is None):
         raise ConfigError("pass exactly one of --data DIR or --domain NAME")
-    if router_init not in ("embed", "hidden", "random"):
-        raise ConfigError(f"unknown --router-init '{router_init}'; choose embed, hidden or random")
+    given = {"steps": steps, "lr": lr, "public_ratio": public_ratio,
+             "router_documents": router_docs}
     try:
-        cfg = ExpertConfig(steps=steps, lr=lr, public_ratio=public_ratio, seed=seed,
-                           router_init=router_init)
-    except ValueError as e:
-        raise ConfigError(f"invalid training option: {str(e).splitlines()[2].strip()}") from None
+        cfg = ExpertConfig(seed=seed, router_init=router_init,
+                           **{k: v for k, v in given.items() if v is not None})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"invalid option {first['loc'][0]}: {first['msg']}") from None
     check_output_dir(out_dir)
     from components.anchor import read_fingerprint
     from components.builtin_corpora import PUBLIC, load_domain
@@ -161,9 +167,11 @@ def generate(
                               f"anchor)")
     import torch
 
-    from components.checkpoints import load_tokenizer
-    from components.runtime import apply_selection, expert_names, load_flexo_model
+    from components.checkpoints import load_config, load_tokenizer
+    from components.runtime import apply_selection, expert_names, load_flexo_model, selection
 
+    names = expert_names(load_config(directory))
+    selection(names, only, exclude)  # unknown ids fail before any weight is loaded
     net = load_flexo_model(directory)
     active = apply_selection(net, only=only, exclude=exclude)
     tokenizer = load_tokenizer(directory)
@@ -171,6 +179,6 @@ def generate(
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     output = net.generate(ids, max_new_tokens=max_new_tokens, do_sample=not greedy, top_k=50,
                           top_p=0.95, pad_token_id=tokenizer.pad_token_id)
-    names = [n for n, on in zip(expert_names(net), active, strict=True) if on]
     out.print(tokenizer.decode(output[0], skip_special_tokens=True), highlight=False)
-    out.print(f"[dim]experts on: {', '.join(names)}[/dim]")
+    on = [n for n, flag in zip(names, active, strict=True) if flag]
+    out.print(f"[dim]experts on: {', '.join(on)}[/dim]")

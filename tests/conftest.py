@@ -43,3 +43,31 @@ def builtin():
     from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
 
     return {name: load_domain(name) for name in (PUBLIC, *PRIVATE_DOMAINS)}
+
+
+EXPERT_DOMAINS = ("code", "legal", "literature")
+
+
+@pytest.fixture(scope="session")
+def modules(tmp_path_factory, cli, tiny_anchor) -> dict[str, Path]:
+    """One expert module per domain, trained through `flexo expert train` with default settings
+    (but a 200-document router init to save time)."""
+    root = tmp_path_factory.mktemp("modules")
+    found = {}
+    for domain in EXPERT_DOMAINS:
+        out = root / domain
+        result = cli("expert", "train", "--contributor", domain, "--domain", domain,
+                     "--anchor", tiny_anchor, "--out", out, "--router-docs", 200)
+        assert result.exit_code == 0, result.output
+        found[domain] = out
+    return found
+
+
+@pytest.fixture(scope="session")
+def merged(tmp_path_factory, cli, tiny_anchor, modules) -> Path:
+    """The three modules merged onto the tiny anchor through `flexo merge` (top-2)."""
+    out = tmp_path_factory.mktemp("merged") / "release"
+    args = [a for d in EXPERT_DOMAINS for a in ("--expert", modules[d])]
+    result = cli("merge", "--anchor", tiny_anchor, *args, "--out", out)
+    assert result.exit_code == 0, result.output
+    return out

@@ -11,6 +11,16 @@ from components.perplexity import perplexity
 from components.token_data import token_stream
 
 
+def _public():
+    from components.builtin_corpora import load_domain
+
+    return load_domain("public")
+
+
+def _no_public():
+    raise AssertionError("a FlexOlmo import must not need the public mix")
+
+
 def test_trained_anchor_is_a_standard_hf_checkpoint(tiny_anchor):
     model = AutoModelForCausalLM.from_pretrained(tiny_anchor)
     tokenizer = AutoTokenizer.from_pretrained(tiny_anchor)
@@ -42,7 +52,9 @@ def test_card_records_corpus_fingerprint_without_text(tiny_anchor, builtin):
 
 
 def test_import_of_an_olmo2_checkpoint_keeps_its_fingerprint(tiny_anchor, tmp_path):
-    card = import_anchor(tiny_anchor, tmp_path / "imported")
+    card = import_anchor(tiny_anchor, tmp_path / "imported", public=_public)
+    # Same weights and, made again from the same public text, the same r_pub rows.
+    assert card.weights_fingerprint == AnchorCard.read(tiny_anchor).weights_fingerprint
     assert card.fingerprint == AnchorCard.read(tiny_anchor).fingerprint
     assert card.source == str(tiny_anchor)
 
@@ -69,7 +81,7 @@ def test_import_of_a_flexolmo_checkpoint_takes_the_public_expert(tiny_anchor, tm
     moe.save_pretrained(source)
     AutoTokenizer.from_pretrained(tiny_anchor).save_pretrained(source)
 
-    card = import_anchor(source, tmp_path / "anchor")
+    card = import_anchor(source, tmp_path / "anchor", public=_no_public)
     imported = AutoModelForCausalLM.from_pretrained(tmp_path / "anchor")
     assert imported.config.model_type == "olmo2"
     ids = torch.randint(0, c.vocab_size, (2, 16))
@@ -79,19 +91,18 @@ def test_import_of_a_flexolmo_checkpoint_takes_the_public_expert(tiny_anchor, tm
     from safetensors.torch import load_file
 
     router = load_file(tmp_path / "anchor" / "public_router.safetensors")
-    assert len(router) == c.num_hidden_layers
-    torch.testing.assert_close(router["model.layers.0.mlp.router_public"],
-                               moe.model.layers[0].mlp.gate.weight[0])
+    assert sorted(router) == [f"checkpoint/layers.{i}" for i in range(c.num_hidden_layers)]
+    torch.testing.assert_close(router["checkpoint/layers.0"], moe.model.layers[0].mlp.gate.weight[0])
     assert card.fingerprint == fingerprint_checkpoint(tmp_path / "anchor")
 
 
 def test_import_refuses_what_it_cannot_use(tmp_path, tiny_anchor):
     with pytest.raises(CheckpointError, match="no config.json"):
-        import_anchor(tmp_path, tmp_path / "out")
+        import_anchor(tmp_path, tmp_path / "out", public=_no_public)
     with pytest.raises(CheckpointError, match="cannot read a model config"):
-        import_anchor("allenai/not-a-local-model", tmp_path / "out2")
+        import_anchor("allenai/not-a-local-model", tmp_path / "out2", public=_no_public)
     with pytest.raises(OutputExistsError):
-        import_anchor(tiny_anchor, tiny_anchor)
+        import_anchor(tiny_anchor, tiny_anchor, public=_no_public)
     with pytest.raises(ConfigError, match="unknown preset 'huge'"):
         get_preset("huge")
 

@@ -18,7 +18,9 @@ def _one_ulp_up(t: torch.Tensor, index: int = 0) -> torch.Tensor:
 def test_fingerprint_is_identical_after_save_and_load(tiny_anchor):
     card = AnchorCard.read(tiny_anchor)
     loaded = load_causal_lm(tiny_anchor)
-    assert fingerprint_tensors(loaded.state_dict()) == card.fingerprint
+    assert fingerprint_tensors(loaded.state_dict()) == card.weights_fingerprint
+    rows = load_file(tiny_anchor / "public_router.safetensors")
+    assert fingerprint_tensors({**loaded.state_dict(), **rows}) == card.fingerprint
     assert fingerprint_checkpoint(tiny_anchor) == card.fingerprint
     assert read_fingerprint(tiny_anchor) == card.fingerprint
 
@@ -35,13 +37,16 @@ def test_one_ulp_in_any_shared_tensor_changes_the_fingerprint(tiny_anchor):
         seen.add(digest)
 
 
-def test_a_checkpoint_edited_on_disk_is_refused(tiny_anchor, tmp_path):
+@pytest.mark.parametrize(("file", "key"), [("model.safetensors", "lm_head.weight"),
+                                          ("public_router.safetensors", "embed/layers.1")])
+def test_a_checkpoint_edited_on_disk_is_refused(tiny_anchor, tmp_path, file, key):
+    """One ulp in the weights or in r_pub: both are covered by the anchor fingerprint."""
     import shutil
 
     copy = tmp_path / "anchor"
     shutil.copytree(tiny_anchor, copy)
-    weights = load_file(copy / "model.safetensors")
-    weights["lm_head.weight"] = _one_ulp_up(weights["lm_head.weight"])
-    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    weights = load_file(copy / file)
+    weights[key] = _one_ulp_up(weights[key])
+    save_file(weights, copy / file, metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match="modified after it was written"):
         read_fingerprint(copy)
