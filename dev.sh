@@ -37,7 +37,9 @@ case "$cmd" in
     demo) setup; exec "$VENV/bin/flexo" demo "$@" ;;
     test) setup; run_pytest -q "$@" ;;
     test-slow) setup; run_pytest -q -m slow "$@" ;;
-    bench) setup; for b in benchmarks/*.py; do "$VENV/bin/python" "$b"; done ;;
+    bench) setup
+        for b in train_throughput expert_ops; do "$VENV/bin/python" -m "benchmarks.$b"; done
+        "$VENV/bin/python" -m benchmarks.readme_tables ;;
     flexo) setup; exec "$VENV/bin/flexo" "$@" ;;
     *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

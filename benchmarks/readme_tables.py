@@ -30,7 +30,31 @@ def _train_throughput(report: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS: dict[str, Callable[[dict], str]] = {"train_throughput": _train_throughput}
+def _expert_ops(report: dict) -> str:
+    t, m, k = report["training"], report["merge"], report["mask"]
+    lines = ["| measurement | flexo | baseline (same process) | ratio | target |",
+             "|---|---:|---:|---:|---|"]
+    lines.append(f"| (a) expert training tokens/s: coordinated vs full-parameter | "
+                 f"{t['coordinated_tokens_per_second']:,.0f} | {t['full_tokens_per_second']:,.0f} "
+                 f"| {t['ratio']:.2f}x | > 1.2x |")
+    lines.append(f"| (b) merge MB/s ({m['experts']} experts, {m['bytes'] / 1e6:.0f} MB) vs file "
+                 f"copy | {m['merge_mb_per_second']:,.0f} | {m['copy_mb_per_second']:,.0f} | "
+                 f"{m['ratio']:.2f}x | >= 0.5x |")
+    for r in report["inference"]:
+        lines.append(f"| (c) inference tokens/s, {r['experts']} experts top-{r['top_k']} vs dense "
+                     f"anchor (FLOPs predict {r['flops_ratio']:.2f}x) | {r['tokens_per_second']:,.0f} "
+                     f"| {r['dense_tokens_per_second']:,.0f} | {r['measured_ratio']:.2f}x "
+                     f"({r['off_by']:+.0%} vs FLOPs) | within 15% |")
+    lines.append(f"| (d) inference tokens/s, {k['masked']} of {k['experts']} experts masked vs none "
+                 f"| {k['tokens_per_second']:,.0f} | {k['unmasked_tokens_per_second']:,.0f} | "
+                 f"{k['ratio']:.2f}x | ~1x |")
+    lines.append(f"\n`{report['preset']}`-sized models (random weights), fp32 on {report['threads']} "
+                 f"CPU threads, experts implementation `{report['experts_implementation']}`.")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[dict], str]] = {"train_throughput": _train_throughput,
+                                               "expert_ops": _expert_ops}
 
 
 def render(name: str) -> str:

@@ -34,7 +34,7 @@ from components.moe_layout import (
     upcycle,
 )
 from components.public_router import read_public_router
-from components.router import install_routers
+from components.router import install_routers, use_fast_experts
 from components.router_init import RouterInit, domain_vectors
 from components.token_data import token_stream, window_sampler
 
@@ -129,6 +129,7 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
     model = upcycle(anchor_state, dense.config, router, top_k=cfg.top_k).to(dev)
     del dense
     install_routers(model)
+    use_fast_experts(model, dev)
     trainable: dict[str, torch.nn.Parameter] = {}
     for name, param in model.named_parameters():
         moe = name.endswith((GATE_UP, DOWN, ROUTER, "mlp.gate.bias"))

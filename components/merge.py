@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -112,7 +113,8 @@ def _check_shapes(header: ModuleHeader, expected: dict[str, list[int]],
                                   f"anchor does not have")
 
 
-def plan_merge(anchor_dir: Path, headers: list[ModuleHeader], top_k: int) -> MergePlan:
+def plan_merge(anchor_dir: Path, headers: list[ModuleHeader], top_k: int,
+               anchor_fingerprint: str) -> MergePlan:
     """Which output tensor comes from which source tensors; no weights are read."""
     anchor = _anchor_files(anchor_dir)
     layers = load_config(anchor_dir).num_hidden_layers
@@ -150,13 +152,14 @@ def plan_merge(anchor_dir: Path, headers: list[ModuleHeader], top_k: int) -> Mer
         tensors.append(TensorPlan(name=layer_key(i, ROUTER), parts=rows, combine="stack"))
         biases.append(TensorPlan(name=layer_key(i, "mlp.gate.bias"), parts=[[
             src(h.path, f"layers.{i}.bias")] for h in headers], combine="stack"))
-    return MergePlan(anchor_fingerprint=read_fingerprint(anchor_dir),
+    return MergePlan(anchor_fingerprint=anchor_fingerprint,
                      experts=[PUBLIC, *(h.name for h in headers)],
                      top_k=min(top_k, len(headers) + 1), tensors=tensors, biases=biases)
 
 
-def _build(plan: TensorPlan) -> torch.Tensor:
-    parts = [torch.cat([load_tensor(Path(s.file), s.key) for s in part]) for part in plan.parts]
+def _build(plan: TensorPlan, files: dict[str, object]) -> torch.Tensor:
+    parts = [[files[s.file].get_tensor(s.key) for s in part] for part in plan.parts]
+    parts = [p[0] if len(p) == 1 else torch.cat(p) for p in parts]
     if plan.combine == "copy":
         return parts[0]
     if plan.combine == "mean":
@@ -166,9 +169,12 @@ def _build(plan: TensorPlan) -> torch.Tensor:
 
 def execute_plan(plan: MergePlan) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The merged state dict and the router bias (L, E), tensor by tensor from safetensors."""
-    state = {t.name: _build(t) for t in plan.tensors}
-    bias = torch.stack([torch.cat([torch.zeros(1), _build(b).reshape(-1)]) if b.parts
-                        else torch.zeros(1) for b in plan.biases])  # (L, E), public 0
+    with ExitStack() as stack:
+        names = {s.file for t in (*plan.tensors, *plan.biases) for part in t.parts for s in part}
+        files = {f: stack.enter_context(safe_open(f, framework="pt")) for f in names}
+        state = {t.name: _build(t, files) for t in plan.tensors}
+        bias = torch.stack([torch.cat([torch.zeros(1), _build(b, files).reshape(-1)])
+                            for b in plan.biases])  # (L, E), public 0
     return state, bias
 
 
@@ -187,10 +193,9 @@ Tuner = Callable[[dict[str, torch.Tensor], torch.Tensor, object], tuple[
     dict[str, torch.Tensor], torch.Tensor, dict[str, float]]]
 
 
-def merge(anchor_dir: Path, modules: list[ModuleRef], out: Path, top_k: int = 2,
-          tune: Tuner | None = None) -> MergeRecord:
-    """Merge `modules` (in order) onto the anchor and write a FlexOlmo checkpoint to `out`."""
-    check_output_dir(out)
+def build_merge(anchor_dir: Path, modules: list[ModuleRef], top_k: int = 2,
+                ) -> tuple[dict[str, torch.Tensor], torch.Tensor, object, MergePlan]:
+    """Check, plan and execute a merge in memory: (state dict, bias (L, E), config, plan)."""
     names = [m.name for m in modules]
     if not modules:
         raise CheckpointError("a merge needs at least one expert module; pass --expert DIR")
@@ -198,17 +203,25 @@ def merge(anchor_dir: Path, modules: list[ModuleRef], out: Path, top_k: int = 2,
         raise CheckpointError(f"expert names must be unique and not '{PUBLIC}': {names}")
     fingerprint = read_fingerprint(anchor_dir)
     headers = [read_header(m, fingerprint) for m in modules]  # refusals before any tensor
-    plan = plan_merge(anchor_dir, headers, top_k)
+    plan = plan_merge(anchor_dir, headers, top_k, fingerprint)
     anchor_config = load_config(anchor_dir)
     _check_public_rows(headers, anchor_config.num_hidden_layers)
     config = moe_config(anchor_config, len(plan.experts), plan.top_k)
     config.flexo_experts = plan.experts
     state, bias = execute_plan(plan)
+    return state, bias, config, plan
+
+
+def merge(anchor_dir: Path, modules: list[ModuleRef], out: Path, top_k: int = 2,
+          tune: Tuner | None = None) -> MergeRecord:
+    """Merge `modules` (in order) onto the anchor and write a FlexOlmo checkpoint to `out`."""
+    check_output_dir(out)
+    state, bias, config, plan = build_merge(anchor_dir, modules, top_k)
     tuning = None
     if tune is not None:
         state, bias, tuning = tune(state, bias, config)
     tokenizer = load_tokenizer(anchor_dir)
-    record = MergeRecord(anchor_fingerprint=fingerprint, top_k=plan.top_k,
+    record = MergeRecord(anchor_fingerprint=plan.anchor_fingerprint, top_k=plan.top_k,
                          experts=[{"name": m.name, "weights_sha256": m.weights_sha256}
                                   for m in modules],
                          plan_digest=plan.digest(), router_tuning=tuning)

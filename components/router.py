@@ -59,3 +59,10 @@ def set_active(model: nn.Module, active: list[bool]) -> None:
         raise ValueError("the public expert (0) is the anchor and is always on")
     for router in routers(model):
         router.active.copy_(torch.tensor(active, dtype=torch.bool))
+
+
+def use_fast_experts(model: nn.Module, device: torch.device | str) -> None:
+    """On CPU the `eager` experts loop beats `grouped_mm` (DESIGN §6, benchmarks/expert_ops.py)
+    with the same results; elsewhere keep transformers' default."""
+    if torch.device(device).type == "cpu":
+        model.set_experts_implementation("eager")

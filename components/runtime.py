@@ -18,7 +18,7 @@ from components.checkpoints import load_causal_lm
 from components.errors import ConfigError
 from components.merge import BIAS_FILE, PUBLIC
 from components.moe_layout import layer_key
-from components.router import install_routers, set_active
+from components.router import install_routers, set_active, use_fast_experts
 
 
 def load_flexo_model(directory: Path, device: str = "cpu",
@@ -34,6 +34,7 @@ def load_flexo_model(directory: Path, device: str = "cpu",
         saved = load_file(bias_path)
         bias = torch.stack([saved[layer_key(i, "mlp.gate.bias")] for i in range(layers)])
     install_routers(model, bias=None if bias is None else bias.to(device=device, dtype=dtype))
+    use_fast_experts(model, device)
     return model
 
 

@@ -33,6 +33,8 @@ def expert_train(
     router_docs: Annotated[int | None, typer.Option(
         help="Documents per domain for the router init [default: 1000].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    uncoordinated: Annotated[bool, typer.Option(
+        help="Baseline only: let shared tensors train too (merges then average them).")] = False,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any).")] = None,
 ) -> None:
     """Train one expert module against the anchor (coordinated training); no registry."""
@@ -47,7 +49,7 @@ def expert_train(
     given = {"steps": steps, "lr": lr, "public_ratio": public_ratio,
              "router_documents": router_docs}
     try:
-        cfg = ExpertConfig(seed=seed, router_init=router_init,
+        cfg = ExpertConfig(seed=seed, router_init=router_init, uncoordinated=uncoordinated,
                            **{k: v for k, v in given.items() if v is not None})
     except ValidationError as e:
         first = e.errors()[0]
