@@ -100,17 +100,21 @@ def _mixed_sampler(domain: torch.Tensor, public: torch.Tensor, cfg: ExpertConfig
 
 def _check_frozen(model, anchor_state: dict[str, torch.Tensor], r_pub: torch.Tensor,
                   uncoordinated: bool) -> None:
-    """Assert every frozen tensor and slice is bit-identical to the anchor's."""
+    """Refuse to publish unless every frozen tensor and slice is bit-identical to the anchor's."""
     state = model.state_dict()
-    layers = model.config.num_hidden_layers
-    for name, tensor in anchor_state.items():
-        if is_shared(name) and not uncoordinated and not torch.equal(state[name], tensor):
-            raise AssertionError(f"frozen tensor {name} changed during expert training")
-    for i in range(layers):
+    expected: dict[str, torch.Tensor] = {}
+    if not uncoordinated:
+        expected.update({k: v for k, v in anchor_state.items() if is_shared(k)})
+    for i in range(model.config.num_hidden_layers):
         gate, up, down = (anchor_state[layer_key(i, n)] for n in DENSE_FFN)
-        assert torch.equal(state[layer_key(i, GATE_UP)][0], fuse_ffn(gate, up)), i
-        assert torch.equal(state[layer_key(i, DOWN)][0], down), i
-        assert torch.equal(state[layer_key(i, ROUTER)][0], r_pub[i]), i
+        expected[f"{layer_key(i, GATE_UP)}[0]"] = fuse_ffn(gate, up)
+        expected[f"{layer_key(i, DOWN)}[0]"] = down
+        expected[f"{layer_key(i, ROUTER)}[0]"] = r_pub[i]
+    for name, tensor in expected.items():
+        actual = state[name[:-3]][0] if name.endswith("[0]") else state[name]
+        if not torch.equal(actual, tensor):
+            raise RuntimeError(f"frozen tensor {name} changed during expert training; "
+                               f"the module would not merge and is not written")
 
 
 def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Corpus,

@@ -71,7 +71,7 @@ def anchor_train(
 
     get_preset(preset)  # fail fast, before loading any text
     check_output_dir(out_dir)
-    (corpus,) = _public_corpus(data)
+    corpus = _public_corpus(data)
     from components.anchor import train_anchor
 
     card = train_anchor(out_dir, preset, corpus, seed=seed, device=device)
@@ -79,14 +79,15 @@ def anchor_train(
               f"final loss {card.final_loss:.3f}, fingerprint {card.fingerprint[:16]})")
 
 
-def _public_corpus(data: Path | None) -> tuple:
+def _public_corpus(data: Path | None):
+    """The anchor's training text: the user's directory, or the built-in public mix."""
     if data is not None:
         from components.user_data import load_directory
 
-        return (load_directory(data),)
+        return load_directory(data)
     from components.builtin_corpora import PUBLIC, load_domain
 
-    return (load_domain(PUBLIC),)
+    return load_domain(PUBLIC)
 
 
 @anchor_app.command("import")
