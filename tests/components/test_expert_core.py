@@ -53,8 +53,8 @@ def test_frozen_tensors_stay_bit_identical_and_trainable_ones_change(tiny_anchor
 
 
 def test_expert_improves_its_domain_and_keeps_public_perplexity(tiny_anchor, merged_one):
-    """Tiny preset, seed 0: literature perplexity >= 8% lower; public rises < 5% (measured:
-    about -12% and +2..4%)."""
+    """Tiny preset, seed 0: literature perplexity >= 8% lower; public rises < 5% (measured on
+    2026-11-28: literature 203.9 -> 175.5, -13.9%; public 165.3 -> 166.8, +0.9%)."""
     corpora = [load_domain("public").split("test"), load_domain("literature").split("test")]
     before = {r.domain: r.perplexity for r in evaluate_model(tiny_anchor, corpora)}
     after = {r.domain: r.perplexity for r in evaluate_model(merged_one, corpora)}
