@@ -38,7 +38,11 @@ case "$cmd" in
     test) setup; run_pytest -q "$@" ;;
     test-slow) setup; run_pytest -q -m slow "$@" ;;
     bench) setup
-        for b in train_throughput expert_ops; do "$VENV/bin/python" -m "benchmarks.$b"; done
+        for b in train_throughput expert_ops dp_cost; do "$VENV/bin/python" -m "benchmarks.$b"; done
+        anchor="$(mktemp -d)/small"  # the audit needs a trained anchor (~4 minutes)
+        "$VENV/bin/flexo" anchor train --preset small --out "$anchor"
+        "$VENV/bin/python" -m benchmarks.extraction_audit --anchor "$anchor"
+        rm -rf "$(dirname "$anchor")"
         "$VENV/bin/python" -m benchmarks.readme_tables ;;
     flexo) setup; exec "$VENV/bin/flexo" "$@" ;;
     *) sed -n '2,8p' "$0"; exit 2 ;;

@@ -53,8 +53,20 @@ def _expert_ops(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _dp_cost(report: dict) -> str:
+    plain, dp = report["plain"], report["dp"]
+    lines = ["| expert training | tokens/s | ratio to plain |", "|---|---:|---:|",
+             f"| plain (one gradient per batch) | {plain['tokens_per_second']:,.0f} | 1.00x |",
+             (f"| DP, epsilon {dp['epsilon']:.2f} (per-sample gradients, clipping, noise) | "
+             f"{dp['tokens_per_second']:,.0f} | {report['ratio']:.2f}x |")]
+    lines.append(f"\n`{report['preset']}` preset (random weights), {report['steps']} steps of "
+                 f"{report['batch_size']} x {report['seq_len']} tokens, public share "
+                 f"{report['public_ratio']}, fp32 on {report['threads']} CPU threads.")
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {"train_throughput": _train_throughput,
-                                               "expert_ops": _expert_ops}
+                                               "expert_ops": _expert_ops, "dp_cost": _dp_cost}
 
 
 def render(name: str) -> str:

@@ -91,6 +91,11 @@ class Corpus:
         docs = [d for d in self.documents if d.split == split]
         return Corpus(f"{self.name}:{split}", docs, self.licence, self.description)
 
+    def training_texts(self) -> list[str]:
+        """What an expert trains on: the train split, or everything when a corpus is too small
+        to have one. The extraction audit probes the same texts."""
+        return self.split("train").texts() or self.texts()
+
     def texts(self) -> list[str]:
         """Texts in a canonical (hash) order, so anything built from them is order-independent."""
         return [d.text for d in sorted(self.documents, key=lambda d: d.digest)]

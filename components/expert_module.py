@@ -61,6 +61,7 @@ def file_sha256(path: Path) -> str:
 def write_module(directory: Path, tensors: dict[str, torch.Tensor], contributor: str,
                  anchor_fingerprint: str, num_layers: int) -> str:
     """Write `expert.safetensors`; returns its sha256."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
     path = Path(directory) / WEIGHTS_FILE
     # One metadata key holding canonical JSON: safetensors writes several keys in hash-map order,
     # which would make identical weights hash differently from run to run.

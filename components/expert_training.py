@@ -16,11 +16,12 @@ import logging
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from components.anchor import AnchorCard, read_fingerprint
 from components.checkpoints import load_causal_lm, load_tokenizer
 from components.documents import Corpus, CorpusFingerprint
+from components.dp_training import DPConfig, PrivacySpent, train_dp
 from components.expert_module import SHARED_PREFIX, write_module
 from components.lm_training import TrainConfig, train_causal_lm
 from components.moe_layout import (
@@ -55,6 +56,13 @@ class ExpertConfig(BaseModel):
     top_k: int = Field(2, ge=1)
     checkpoint_every: int = Field(50, ge=0)
     uncoordinated: bool = False  # baseline: shared tensors train too (no common frozen anchor)
+    dp: DPConfig | None = None  # differentially private training of the expert's tensors
+
+    @model_validator(mode="after")
+    def _dp_is_coordinated(self) -> ExpertConfig:
+        if self.dp is not None and self.uncoordinated:
+            raise ValueError("DP training is for coordinated experts only; drop --uncoordinated")
+        return self
 
 
 class ExpertResult(BaseModel):
@@ -64,6 +72,8 @@ class ExpertResult(BaseModel):
     data_fingerprint: CorpusFingerprint
     config: ExpertConfig
     metrics: dict[str, float]
+    losses: list[float] = []  # one per step: the loss curve trackers plot
+    privacy: PrivacySpent | None = None
 
 
 def router_rows(anchor_dir: Path, method: RouterInit, contributor: str, texts: list[str],
@@ -125,7 +135,7 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dense = load_causal_lm(anchor_dir)
     tokenizer = load_tokenizer(anchor_dir)
-    texts = corpus.split("train").texts() or corpus.texts()
+    texts = corpus.training_texts()
     router = router_rows(anchor_dir, cfg.router_init, contributor, texts, dense, tokenizer,
                          cfg.router_documents)  # (L, 2, H)
     r_pub = router[:, 0]
@@ -150,15 +160,23 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
                 b.clamp_(max=0.0)  # b_i <= 0 (projected gradient step)
 
     own_tokens = cfg.steps * cfg.batch_size * cfg.seq_len
-    sample = _mixed_sampler(token_stream(texts, tokenizer, max_tokens=own_tokens),
-                            token_stream(public.split("train").texts(), tokenizer,
-                                         max_tokens=own_tokens),
-                            cfg)
+    own = token_stream(texts, tokenizer, max_tokens=own_tokens)
+    public_stream = token_stream(public.split("train").texts(), tokenizer, max_tokens=own_tokens)
     train_cfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
                             weight_decay=0.0, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every)
-    result = train_causal_lm(model, sample, train_cfg, params=trainable, after_step=project_bias,
-                             checkpoint_dir=resume_dir, desc=f"expert[{contributor}]",
-                             progress=progress)
+    privacy = None
+    if cfg.dp is not None:
+        n_public = round(cfg.batch_size * cfg.public_ratio)
+        public_rows = window_sampler(public_stream, cfg.seq_len, n_public) if n_public else None
+        result, privacy = train_dp(model, trainable, own, public_rows, train_cfg, cfg.dp,
+                                   batch_size=cfg.batch_size - n_public, seq_len=cfg.seq_len,
+                                   slot0=set(trainable), progress=progress,
+                                   after_step=project_bias)
+    else:
+        result = train_causal_lm(model, _mixed_sampler(own, public_stream, cfg), train_cfg,
+                                 params=trainable, after_step=project_bias,
+                                 checkpoint_dir=resume_dir, desc=f"expert[{contributor}]",
+                                 progress=progress)
     model = model.cpu()
     _check_frozen(model, anchor_state, r_pub, cfg.uncoordinated)
 
@@ -180,4 +198,5 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
         data_fingerprint=corpus.fingerprint(), config=cfg,
         metrics={"final_loss": result.final_loss, "train_tokens": float(result.tokens),
                  "train_seconds": result.seconds, "tokens_per_second": result.tokens_per_second,
-                 "resumed_from_step": float(result.resumed_from), "mean_bias": bias_mean})
+                 "resumed_from_step": float(result.resumed_from), "mean_bias": bias_mean},
+        losses=result.losses, privacy=privacy)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from components.errors import ConfigError, FlexoError
@@ -40,11 +41,22 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FlexoError as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+        except ValidationError as e:  # an option that a config model refused
+            err.print(f"[red]error:[/red] {invalid_option(e)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(ConfigError.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted; nothing was written")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def invalid_option(error: ValidationError) -> str:
+    """The first problem pydantic found, as `invalid option dp.epsilon: <why>`."""
+    first = error.errors()[0]
+    why = first["msg"].removeprefix("Value error, ")
+    where = ".".join(str(part) for part in first["loc"])
+    return f"invalid option {where}: {why}" if where else f"invalid options: {why}"
 
 
 def checked_contributor(value: str) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from components.errors import ConfigError
 from flows.cli_app import app, friendly_errors, out
 
 
@@ -19,18 +20,23 @@ def audit(
     documents: Annotated[int, typer.Option(help="Documents to probe.")] = 1000,
     samples: Annotated[int, typer.Option(help="Continuations sampled per document.")] = 10,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    split: Annotated[str, typer.Option(help="train: the documents an expert trains on (its 90% "
+                                       "train split); all: every document.")] = "train",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
     """Extraction rate with a 95% interval (paper §5.3): 32-token prefix, 10 samples, sim >= 0.9."""
     from components.checkpoints import load_config
 
+    if split not in ("train", "all"):
+        raise ConfigError(f"unknown --split '{split}'; choose train or all")
     load_config(model)
     from components.checkpoints import load_tokenizer
     from components.extraction_audit import AuditConfig, extraction_audit
     from components.runtime import load_flexo_model
     from components.user_data import load_directory
 
-    texts = load_directory(data).texts()
+    corpus = load_directory(data)
+    texts = corpus.training_texts() if split == "train" else corpus.texts()
     result = extraction_audit(load_flexo_model(model), load_tokenizer(model), texts,
                               AuditConfig(documents=documents, samples=samples, seed=seed))
     if as_json:

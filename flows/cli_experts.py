@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from components.errors import CheckpointError, ConfigError
+from flows import cli_options as opts
 from flows.cli_app import app, checked_contributor, expert_app, friendly_errors, out
-
-
-def _resume_dir(target: Path) -> Path:
-    """Where an interrupted run keeps its checkpoints: beside the output, hidden."""
-    return target.parent / f".{target.name}.resume"
 
 
 @expert_app.command("train")
@@ -25,61 +20,41 @@ def expert_train(
     out_dir: Annotated[Path, typer.Option("--out", help="New directory for the module.")],
     data: Annotated[Path | None, typer.Option(help="Your text: .txt/.md/.jsonl files.")] = None,
     domain: Annotated[str | None, typer.Option(help="A built-in domain instead of --data.")] = None,
-    router_init: Annotated[str, typer.Option(help="embed | hidden | random")] = "embed",
-    steps: Annotated[int | None, typer.Option(help="Training steps [default: 200].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 4e-3].")] = None,
-    public_ratio: Annotated[float | None, typer.Option(
-        help="Share of public text per batch [default: 0.4].")] = None,
-    router_docs: Annotated[int | None, typer.Option(
-        help="Documents per domain for the router init [default: 1000].")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    router_init: opts.RouterInitOpt = "embed",
+    steps: opts.StepsOpt = None,
+    lr: opts.LrOpt = None,
+    public_ratio: opts.PublicRatioOpt = None,
+    router_docs: opts.RouterDocsOpt = None,
+    seed: opts.SeedOpt = 0,
+    dp_epsilon: opts.DpEpsilonOpt = None,
+    dp_delta: opts.DpDeltaOpt = None,
+    dp_max_grad_norm: opts.DpClipOpt = 1.0,
     uncoordinated: Annotated[bool, typer.Option(
         help="Baseline only: let shared tensors train too (merges then average them).")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any).")] = None,
+    device: opts.DeviceOpt = None,
 ) -> None:
     """Train one expert module against the anchor (coordinated training); no registry."""
-    from pydantic import ValidationError
-
-    from components.atomic_dir import atomic_output_dir, check_output_dir
-    from components.expert_training import ExpertConfig
+    from components.atomic_dir import check_output_dir
 
     checked_contributor(contributor)
     if (data is None) == (domain is None):
         raise ConfigError("pass exactly one of --data DIR or --domain NAME")
-    given = {"steps": steps, "lr": lr, "public_ratio": public_ratio,
-             "router_documents": router_docs}
-    try:
-        cfg = ExpertConfig(seed=seed, router_init=router_init, uncoordinated=uncoordinated,
-                           **{k: v for k, v in given.items() if v is not None})
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise ConfigError(f"invalid option {first['loc'][0]}: {first['msg']}") from None
+    cfg = opts.expert_config(seed=seed, router_init=router_init, steps=steps, lr=lr,
+                             public_ratio=public_ratio, router_docs=router_docs,
+                             dp_epsilon=dp_epsilon, dp_delta=dp_delta,
+                             dp_max_grad_norm=dp_max_grad_norm, uncoordinated=uncoordinated)
     check_output_dir(out_dir)
     from components.anchor import read_fingerprint
-    from components.builtin_corpora import PUBLIC, load_domain
-    from components.expert_training import train_expert
+    from components.builtin_corpora import load_domain
     from components.user_data import load_directory
-    from flows.versioning import code_version
-    from governance.manifest import DataFingerprint, ExpertManifest
+    from flows.modules import train_module
 
     read_fingerprint(anchor)  # a wrong or edited anchor fails before any text is read
     corpus = load_directory(data) if data is not None else load_domain(domain)
-    public = load_domain(PUBLIC)
-    resume = _resume_dir(out_dir)
-    with atomic_output_dir(out_dir) as tmp:
-        result = train_expert(anchor, contributor, corpus, public, cfg, workdir=tmp,
-                              resume_dir=resume, device=device)
-        ExpertManifest(
-            contributor=contributor, anchor_fingerprint=result.anchor_fingerprint,
-            weights_sha256=result.weights_sha256,
-            data_fingerprint=DataFingerprint(**result.data_fingerprint.model_dump()),
-            training=result.config.model_dump(), metrics=result.metrics,
-            code_version=code_version(),
-        ).write(tmp)
-    shutil.rmtree(resume, ignore_errors=True)
+    manifest, _ = train_module(anchor, contributor, corpus, cfg, out_dir, device=device)
     out.print(f"expert module for {contributor} written to {out_dir} "
-              f"(final loss {result.metrics['final_loss']:.3f}, "
-              f"weights {result.weights_sha256[:16]})")
+              f"(final loss {manifest.metrics['final_loss']:.3f}, "
+              f"weights {manifest.weights_sha256[:16]})")
 
 
 def module_refs(directories: list[Path]) -> list:

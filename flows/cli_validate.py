@@ -11,6 +11,7 @@ from rich.table import Table
 
 from components.errors import DataError
 from flows.cli_app import app, friendly_errors, out
+from flows.cli_options import check_pii_policy
 
 
 @app.command()
@@ -25,11 +26,9 @@ def validate(
     import datetime as dt
 
     from components.atomic_dir import atomic_output_dir, check_output_dir
-    from components.errors import ConfigError
     from flows.settings import flexo_home
 
-    if pii not in ("fail", "redact", "allow"):
-        raise ConfigError(f"unknown --pii policy '{pii}'; choose fail, redact or allow")
+    check_pii_policy(pii)
     target = report_dir or flexo_home() / "reports" / f"validate-{dt.datetime.now():%Y%m%d-%H%M%S}"
     check_output_dir(target)
     from components.pii import screen

@@ -9,3 +9,14 @@ from pathlib import Path
 def flexo_home() -> Path:
     """`FLEXO_HOME`, default `./.flexo`; read at call time so tests and users can point it away."""
     return Path(os.environ.get("FLEXO_HOME", ".flexo")).resolve()
+
+
+def prepare_prefect() -> None:
+    """Defaults for Prefect, set before it is imported: with no `PREFECT_API_URL`, its ephemeral
+    server keeps its database under FLEXO_HOME, waits long enough to start on a slow machine and
+    sends no telemetry (no network here)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_HOME", str(flexo_home() / "prefect"))
+        Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect won't
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

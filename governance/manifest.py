@@ -38,7 +38,9 @@ class ExpertManifest(BaseModel):
     data_fingerprint: DataFingerprint
     training: dict[str, Any]  # the full training config, as run
     metrics: dict[str, float] = {}
-    privacy_audit: dict[str, Any] | None = None
+    privacy_audit: dict[str, Any] | None = None  # extraction audit, when run
+    data_checks: dict[str, Any] | None = None  # validation statistics and PII counts by kind
+    differential_privacy: dict[str, float] | None = None  # epsilon, delta, noise, sample rate
     licence: str = "proprietary"
     code_version: str
     created_at: str = Field(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # No hub is reachable: fail fast instead of waiting on the network for a hub id.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# One ephemeral Prefect server for the session, its database in a fresh directory the tests scan.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="flexo-test-prefect-"))
 
 from pathlib import Path
 
@@ -71,3 +74,12 @@ def merged(tmp_path_factory, cli, tiny_anchor, modules) -> Path:
     result = cli("merge", "--anchor", tiny_anchor, *args, "--out", out)
     assert result.exit_code == 0, result.output
     return out
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Prefect's ephemeral server logs "Stopping temporary server" at interpreter exit, into the
+    # stream pytest captured and has closed by then: nothing to report, so drop logging's
+    # "--- Logging error ---" dump.
+    import logging
+
+    logging.raiseExceptions = False

@@ -35,7 +35,7 @@ def test_audit_separates_memorised_from_unseen_text(cli, tiny_anchor, tmp_path):
     rates = {}
     for name, texts in (("seen", seen), ("unseen", unseen)):
         result = cli("audit", "--model", tmp_path / "overfit", "--data",
-                     _write(tmp_path / name, texts), "--samples", 4, "--json")
+                     _write(tmp_path / name, texts), "--samples", 4, "--split", "all", "--json")
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["documents"] == 8

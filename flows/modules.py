@@ -1,0 +1,43 @@
+"""Train one expert module into a directory with its manifest: shared by `flexo expert train` and
+`contribute_flow`, so a module means the same thing whichever way it was made."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from components.documents import Corpus
+from components.expert_training import ExpertConfig, ExpertResult
+from governance.manifest import ExpertManifest
+
+
+def resume_dir(target: Path) -> Path:
+    """Where an interrupted run keeps its checkpoints: beside the output, hidden."""
+    return target.parent / f".{target.name}.resume"
+
+
+def train_module(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConfig,
+                 out_dir: Path, device: str | None = None, progress: bool = True,
+                 ) -> tuple[ExpertManifest, ExpertResult]:
+    """Train on `corpus` (public text mixed in per `cfg`) and write `out_dir` all at once."""
+    from components.atomic_dir import atomic_output_dir
+    from components.builtin_corpora import PUBLIC, load_domain
+    from components.expert_training import train_expert
+    from flows.versioning import code_version
+    from governance.manifest import DataFingerprint
+
+    resume = resume_dir(out_dir)
+    with atomic_output_dir(out_dir) as tmp:
+        result = train_expert(anchor, contributor, corpus, load_domain(PUBLIC), cfg, workdir=tmp,
+                              resume_dir=resume, device=device, progress=progress)
+        manifest = ExpertManifest(
+            contributor=contributor, anchor_fingerprint=result.anchor_fingerprint,
+            weights_sha256=result.weights_sha256,
+            data_fingerprint=DataFingerprint(**result.data_fingerprint.model_dump()),
+            training=result.config.model_dump(), metrics=result.metrics,
+            differential_privacy=result.privacy.model_dump() if result.privacy else None,
+            code_version=code_version(),
+        )
+        manifest.write(tmp)
+    shutil.rmtree(resume, ignore_errors=True)
+    return manifest, result
