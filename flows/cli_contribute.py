@@ -13,20 +13,24 @@ from flows import cli_options as opts
 from flows.cli_app import app, checked_contributor, friendly_errors, out
 
 
-def _flexo_error_names(cls: type = FlexoError) -> set[str]:
-    return {cls.__name__}.union(*(_flexo_error_names(sub) for sub in cls.__subclasses__()))
+def _subclass_names(cls: type) -> set[str]:
+    return {cls.__name__}.union(*(_subclass_names(sub) for sub in cls.__subclasses__()))
 
 
 class _HideExpectedFailures(logging.Filter):
     """Prefect logs every failed task with a traceback; for flexo's own errors (bad data, bad
     options) the CLI prints one line instead, so those records stay off the console."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.markers = tuple(f"{name}{sep}" for name in _subclass_names(FlexoError)
+                             for sep in ("(", ":"))
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], FlexoError):
             return False
         message = record.getMessage()
-        return not any(f"{name}(" in message or f"{name}:" in message
-                       for name in _flexo_error_names())
+        return not any(marker in message for marker in self.markers)
 
 
 def _quiet_console() -> None:

@@ -117,8 +117,7 @@ def train(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConfig, out
         tracking.log_fingerprint_input(f"{contributor}-corpus", fp.digest, "training",
                                        documents=str(fp.documents))
         manifest, result = train_module(anchor, contributor, corpus, cfg, out, device=device)
-        for step, loss in enumerate(result.losses):
-            mlflow.log_metric("loss", loss, step=step)
+        tracking.log_curve("loss", result.losses)
         mlflow.log_metrics(result.metrics)
         if result.privacy:
             mlflow.log_metrics({f"dp.{k}": float(v) for k, v in result.privacy.model_dump().items()})
@@ -227,8 +226,7 @@ def contribute_flow(contributor: str, data: Path, anchor: Path,
             "metrics": {**manifest.metrics, **{f"local.{k}": v for k, v in local.metrics().items()}},
             "privacy_audit": audit.model_dump() if audit else None,
             "data_checks": {"validation": report.statistics, "pii": pii.model_dump()}})
-        manifest.write(module)
-        mlflow.log_dict(manifest.model_dump(mode="json"), "manifest.json")
+        manifest.write(module)  # published with the module by `publish`
         version = publish(contributor, module, manifest)
         run_id = run.info.run_id
     return ContributionResult(

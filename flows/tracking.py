@@ -25,8 +25,7 @@ def configure() -> str:
         home = flexo_home()
         home.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{home / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    mlflow.set_tracking_uri(uri)  # the registry follows the tracking URI
     return uri
 
 
@@ -64,6 +63,17 @@ def log_flat_params(params: dict[str, Any], prefix: str = "") -> None:
 
     walk(params, prefix)
     mlflow.log_params(flat)
+
+
+def log_curve(key: str, values: list[float]) -> None:
+    """A per-step metric in one batched write, not one database round trip per step."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(mlflow.active_run().info.run_id,
+                             metrics=[Metric(key, v, now, step) for step, v in enumerate(values)])
 
 
 def log_fingerprint_input(name: str, digest: str, context: str, **tags: str) -> None:
