@@ -4,15 +4,14 @@ Four models, each audited on the openings of the same 64 literature training doc
 prefix, 10 samples, top-k 50, top-p 0.95, extracted at normalised Levenshtein similarity >= 0.9):
   anchor      the public anchor alone (never saw the documents)
   normal      an expert trained the usual way on the whole literature corpus (default config)
-  overfit     an expert trained for many epochs on just those 64 openings (~80 tokens each), no
-              public text
+  overfit     an uncoordinated expert (shared tensors train too) trained for many epochs on just
+              those 64 openings (~80 tokens each), no public text
   overfit-dp  the same overfitting run with differential privacy at epsilon 8
 Each expert is audited as the dense 2-expert model (anchor + module), as contribute_flow does.
 
     python -m benchmarks.extraction_audit --anchor DIR [--out FILE]
 
-The anchor should be a trained `small` preset (`flexo anchor train --preset small`): the tiny
-preset's experts are too small to memorise even 64 documents.
+The anchor should be a trained `small` preset (`flexo anchor train --preset small`).
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ def _expert(anchor: Path, corpus: Corpus, cfg: ExpertConfig, root: Path, name: s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--anchor", type=Path, required=True)
-    ap.add_argument("--overfit-steps", type=int, default=1000)
+    ap.add_argument("--overfit-steps", type=int, default=600)
     ap.add_argument("--overfit-lr", type=float, default=2e-2)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -81,8 +80,10 @@ def main() -> None:
             break
     small = Corpus.from_texts("literature-openings", openings)
     texts = small.texts()
+    # Uncoordinated: the shared tensors train too. A coordinated expert (FFN slot, router row and
+    # bias only) does not memorise at this size: 1,000 steps on these openings end near loss 2.9.
     overfit = ExpertConfig(steps=args.overfit_steps, lr=args.overfit_lr, public_ratio=0.0,
-                           router_init="random", checkpoint_every=0)
+                           router_init="random", checkpoint_every=0, uncoordinated=True)
     configs = {"overfit": (small, overfit),
                "overfit-dp": (small, overfit.model_copy(update={"dp": DPConfig(epsilon=8.0)})),
                "normal": (literature, ExpertConfig(router_documents=200, checkpoint_every=0))}

@@ -65,8 +65,31 @@ def _dp_cost(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _extraction_audit(report: dict) -> str:
+    lines = ["| model | training | final loss | extraction rate (95% CI) |",
+             "|---|---|---:|---|"]
+    steps, lr = report["overfit_config"]["steps"], report["overfit_config"]["lr"]
+    what = {"anchor": "public mix only (never saw the documents)",
+            "normal": "default expert config on the whole literature corpus",
+            "overfit": f"{steps} steps on the {report['documents']} openings alone, lr {lr:g}, "
+                       f"uncoordinated (shared tensors train too)",
+            "overfit-dp": "the same overfitting run with DP"}
+    for name, row in report["models"].items():
+        a = row["audit"]
+        label = what[name] + (f", epsilon {row['epsilon']:.2f}" if "epsilon" in row else "")
+        loss = f"{row['final_loss']:.2f}" if "final_loss" in row else "-"
+        lines.append(f"| {name} | {label} | {loss} | {a['rate']:.1%} "
+                     f"({a['ci_low']:.1%}-{a['ci_high']:.1%}) |")
+    lines.append(f"\nThe openings (first 80 tokens) of {report['documents']} literature training "
+                 f"documents, 32-token prefix, 10 samples each (top-k 50, top-p 0.95), extracted "
+                 f"at normalised Levenshtein similarity >= 0.9; `{report['anchor_preset']}` anchor; "
+                 f"each expert audited as the dense 2-expert model.")
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {"train_throughput": _train_throughput,
-                                               "expert_ops": _expert_ops, "dp_cost": _dp_cost}
+                                               "expert_ops": _expert_ops, "dp_cost": _dp_cost,
+                                               "extraction_audit": _extraction_audit}
 
 
 def render(name: str) -> str:

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from components.anchor import AnchorCard, read_fingerprint
 from components.checkpoints import load_causal_lm, load_tokenizer
@@ -57,12 +57,6 @@ class ExpertConfig(BaseModel):
     checkpoint_every: int = Field(50, ge=0)
     uncoordinated: bool = False  # baseline: shared tensors train too (no common frozen anchor)
     dp: DPConfig | None = None  # differentially private training of the expert's tensors
-
-    @model_validator(mode="after")
-    def _dp_is_coordinated(self) -> ExpertConfig:
-        if self.dp is not None and self.uncoordinated:
-            raise ValueError("DP training is for coordinated experts only; drop --uncoordinated")
-        return self
 
 
 class ExpertResult(BaseModel):
@@ -145,10 +139,12 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
     install_routers(model)
     use_fast_experts(model, dev)
     trainable: dict[str, torch.nn.Parameter] = {}
+    fused: set[str] = set()  # tensors holding both slots; slot 0 (public) must not move
     for name, param in model.named_parameters():
         moe = name.endswith((GATE_UP, DOWN, ROUTER, "mlp.gate.bias"))
         param.requires_grad_(moe or (cfg.uncoordinated and is_shared(name)))
         if moe:
+            fused.add(name)
             _freeze_slot0(param)
         if param.requires_grad:
             trainable[name] = param
@@ -170,7 +166,7 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
         public_rows = window_sampler(public_stream, cfg.seq_len, n_public) if n_public else None
         result, privacy = train_dp(model, trainable, own, public_rows, train_cfg, cfg.dp,
                                    batch_size=cfg.batch_size - n_public, seq_len=cfg.seq_len,
-                                   slot0=set(trainable), progress=progress,
+                                   slot0=fused, progress=progress,
                                    after_step=project_bias)
     else:
         result = train_causal_lm(model, _mixed_sampler(own, public_stream, cfg), train_cfg,

@@ -58,7 +58,7 @@ def test_dp_with_huge_epsilon_differs_from_plain_training_and_still_learns(
 @pytest.mark.parametrize(("extra", "message"), [
     (("--dp-epsilon", 0), "dp.epsilon"),
     (("--dp-epsilon", 8, "--dp-delta", 2), "dp.delta"),
-    (("--dp-epsilon", 8, "--uncoordinated"), "coordinated experts only"),
+    (("--dp-epsilon", 8, "--dp-max-grad-norm", 0), "dp.max_grad_norm"),
 ])
 def test_bad_dp_options_are_refused_before_anything_is_written(cli, tiny_anchor, tmp_path,
                                                               extra, message):
