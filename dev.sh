@@ -4,6 +4,7 @@
 #   ./dev.sh test             the default test suite (< 15 min on 2 cores)
 #   ./dev.sh test-slow        the slow tests (marked @pytest.mark.slow)
 #   ./dev.sh bench            benchmarks/ -> benchmarks/results/*.json
+#   ./dev.sh claims [ARGS]    the paper's claims (~75 minutes) -> docs/results/paper_claims.*
 #   ./dev.sh flexo ARGS...    any flexo command inside the venv
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -43,6 +44,9 @@ case "$cmd" in
         "$VENV/bin/flexo" anchor train --preset small --out "$anchor"
         "$VENV/bin/python" -m benchmarks.extraction_audit --anchor "$anchor"
         rm -rf "$(dirname "$anchor")"
+        "$VENV/bin/python" -m benchmarks.readme_tables ;;
+    claims) setup
+        "$VENV/bin/python" -m benchmarks.paper_claims "$@"
         "$VENV/bin/python" -m benchmarks.readme_tables ;;
     flexo) setup; exec "$VENV/bin/flexo" "$@" ;;
     *) sed -n '2,8p' "$0"; exit 2 ;;

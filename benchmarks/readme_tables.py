@@ -1,7 +1,7 @@
 """Render benchmark results (benchmarks/results/*.json) as the README's tables.
 
-Every figure in the README comes from a committed JSON file: `python -m benchmarks.readme_tables`
-rewrites the block between `<!-- table:NAME -->` and `<!-- /table:NAME -->` markers, and a test
+Every figure in the README comes from a committed JSON file (benchmarks/results/, and
+docs/results/ for the paper's claims): `python -m benchmarks.readme_tables` rewrites the block between `<!-- table:NAME -->` and `<!-- /table:NAME -->` markers, and a test
 checks the README still matches the JSON.
 """
 
@@ -87,13 +87,31 @@ def _extraction_audit(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _paper_claims(report: dict) -> str:
+    from benchmarks.paper_claims_report import claims_table
+
+    p = report["preset"]
+    passed = sum(c["pass"] for c in report["claims"])
+    return (f"{claims_table(report)}\n\n{passed} of {len(report['claims'])} claims hold. Preset "
+            f"`{p['name']}` ({p['anchor']} anchor, {len(report['domains'])} private domains, "
+            f"{report['expert_config']['steps']}-step experts), {report['total_minutes']} minutes "
+            f"on {report['threads']} CPU threads; every table and plot in "
+            f"[docs/results/paper_claims.md](docs/results/paper_claims.md).")
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {"train_throughput": _train_throughput,
                                                "expert_ops": _expert_ops, "dp_cost": _dp_cost,
-                                               "extraction_audit": _extraction_audit}
+                                               "extraction_audit": _extraction_audit,
+                                               "paper_claims": _paper_claims}
+SOURCES = {"paper_claims": ROOT / "docs" / "results" / "paper_claims.json"}
+
+
+def source(name: str) -> Path:
+    return SOURCES.get(name, RESULTS / f"{name}.json")
 
 
 def render(name: str) -> str:
-    return RENDERERS[name](json.loads((RESULTS / f"{name}.json").read_text()))
+    return RENDERERS[name](json.loads(source(name).read_text()))
 
 
 def _pattern(name: str) -> re.Pattern[str]:
@@ -108,7 +126,7 @@ def readme_table(name: str, readme: str) -> str | None:
 def update_readme() -> None:
     text = README.read_text()
     for name in RENDERERS:
-        if (RESULTS / f"{name}.json").exists():
+        if source(name).exists():
             text = _pattern(name).sub(lambda m, n=name: f"{m.group(1)}\n{render(n)}\n{m.group(3)}", text)
     README.write_text(text)
 

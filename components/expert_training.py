@@ -56,6 +56,7 @@ class ExpertConfig(BaseModel):
     top_k: int = Field(2, ge=1)
     checkpoint_every: int = Field(50, ge=0)
     uncoordinated: bool = False  # baseline: shared tensors train too (no common frozen anchor)
+    negative_bias: bool = True  # train b_i <= 0 (DESIGN §1.4); False is the ablation without it
     dp: DPConfig | None = None  # differentially private training of the expert's tensors
 
 
@@ -90,7 +91,7 @@ def _freeze_slot0(param: torch.nn.Parameter) -> None:
     param.register_hook(hook)
 
 
-def _mixed_sampler(domain: torch.Tensor, public: torch.Tensor, cfg: ExpertConfig):
+def mixed_sampler(domain: torch.Tensor, public: torch.Tensor, cfg: ExpertConfig):
     n_public = round(cfg.batch_size * cfg.public_ratio) if public.numel() > cfg.seq_len else 0
     own = window_sampler(domain, cfg.seq_len, cfg.batch_size - n_public)
     pub = window_sampler(public, cfg.seq_len, n_public) if n_public else None
@@ -141,7 +142,8 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
     trainable: dict[str, torch.nn.Parameter] = {}
     fused: set[str] = set()  # tensors holding both slots; slot 0 (public) must not move
     for name, param in model.named_parameters():
-        moe = name.endswith((GATE_UP, DOWN, ROUTER, "mlp.gate.bias"))
+        moe = name.endswith((GATE_UP, DOWN, ROUTER)) or (
+            cfg.negative_bias and name.endswith("mlp.gate.bias"))  # else the bias stays 0
         param.requires_grad_(moe or (cfg.uncoordinated and is_shared(name)))
         if moe:
             fused.add(name)
@@ -169,7 +171,7 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
                                    slot0=fused, progress=progress,
                                    after_step=project_bias)
     else:
-        result = train_causal_lm(model, _mixed_sampler(own, public_stream, cfg), train_cfg,
+        result = train_causal_lm(model, mixed_sampler(own, public_stream, cfg), train_cfg,
                                  params=trainable, after_step=project_bias,
                                  checkpoint_dir=resume_dir, desc=f"expert[{contributor}]",
                                  progress=progress)

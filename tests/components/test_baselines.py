@@ -54,3 +54,17 @@ def test_uncoordinated_modules_merge_with_averaged_shared_tensors(cli, tiny_anch
     out = load_file(merged / "model.safetensors")
     torch.testing.assert_close(out["lm_head.weight"],
                                (a["shared/lm_head.weight"] + b["shared/lm_head.weight"]) / 2)
+
+
+def test_union_upper_bound_trains_every_tensor_of_a_dense_model(tiny_anchor, builtin):
+    from components.baselines import train_union_model
+    from components.checkpoints import load_causal_lm
+    from components.expert_training import ExpertConfig
+
+    cfg = ExpertConfig(steps=3, batch_size=4, seq_len=64, warmup_steps=1, checkpoint_every=0)
+    union = train_union_model(tiny_anchor, [builtin["code"], builtin["legal"]], builtin["public"],
+                              cfg, progress=False)
+    anchor = load_causal_lm(tiny_anchor).state_dict()
+    assert union.config.model_type == "olmo2"
+    unchanged = [k for k, v in union.state_dict().items() if torch.equal(v, anchor[k])]
+    assert unchanged == []  # every parameter trained: nothing is held back as in FlexOlmo

@@ -116,7 +116,7 @@ def test_interrupted_training_resumes_to_the_same_module(tiny_anchor, tmp_path):
 
     import components.expert_training as et
 
-    original = et._mixed_sampler
+    original = et.mixed_sampler
     calls = {"n": 0}
 
     def crashing(*args, **kwargs):
@@ -132,13 +132,13 @@ def test_interrupted_training_resumes_to_the_same_module(tiny_anchor, tmp_path):
 
     resume = tmp_path / "resume"
     (tmp_path / "first").mkdir()
-    et._mixed_sampler = crashing
+    et.mixed_sampler = crashing
     try:
         with pytest.raises(KeyboardInterrupt):
             train_expert(tiny_anchor, "medical", corpus, public, cfg, tmp_path / "first",
                          resume_dir=resume, progress=False)
     finally:
-        et._mixed_sampler = original
+        et.mixed_sampler = original
     assert (resume / "state.json").exists()
     (tmp_path / "second").mkdir()
     resumed = train_expert(tiny_anchor, "medical", corpus, public, cfg, tmp_path / "second",

@@ -1,0 +1,263 @@
+"""Judge claims C1-C7 from a paper_claims run and write JSON, Markdown tables and PNG plots.
+
+Thresholds are the issue's, fixed before any run; a claim that fails is reported FAIL with the
+figures that failed it. "Average" everywhere is the mean perplexity over the private domains and
+the public mix, each scored on its held-out test split.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+MERGED = "FlexOlmo top-2"
+PLOTS = {"perplexity": "paper_claims_perplexity.png", "opt_out": "paper_claims_opt_out.png",
+         "routing": "paper_claims_routing.png"}
+
+
+def average(ppl: dict[str, float]) -> float:
+    return sum(ppl.values()) / len(ppl)
+
+
+def _change(new: float, old: float) -> float:
+    return new / old - 1
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1%}"
+
+
+def judge(report: dict) -> list[dict]:
+    """The seven claims, each with PASS/FAIL and the figures behind it."""
+    ev = {name: e["perplexity"] for name, e in report["evaluations"].items()}
+    domains, public = report["domains"], report["public"]
+    anchor, merged = ev["anchor"], ev[MERGED]
+    claims = []
+
+    def claim(cid: str, text: str, ok: bool, figures: str) -> None:
+        claims.append({"id": cid, "claim": text, "pass": bool(ok), "figures": figures})
+
+    beats = {d: _change(merged[d], anchor[d]) for d in domains}
+    pub = _change(merged[public], anchor[public])
+    claim("C1", "merged beats the anchor on every private domain; public perplexity rises < 2%",
+          all(c < 0 for c in beats.values()) and pub < 0.02,
+          ", ".join(f"{d} {_pct(c)}" for d, c in beats.items()) + f"; public {_pct(pub)}")
+
+    avg = {name: average(p) for name, p in ev.items()}
+    claim("C2", "merged beats model soup and the BTM ensemble on the average",
+          avg[MERGED] < avg["model soup"] and avg[MERGED] < avg["BTM ensemble"],
+          f"avg ppl merged {_fmt(avg[MERGED])}, soup {_fmt(avg['model soup'])}, "
+          f"BTM {_fmt(avg['BTM ensemble'])}")
+    claim("C3", "coordinated training beats uncoordinated merging",
+          avg[MERGED] < avg["uncoordinated merged"],
+          f"avg ppl coordinated {_fmt(avg[MERGED])}, uncoordinated "
+          f"{_fmt(avg['uncoordinated merged'])}")
+    gap = _change(avg[MERGED], avg["unrestricted (union)"])
+    claim("C4", "merged is within 10% of the unrestricted upper bound's average perplexity",
+          gap <= 0.10, f"avg ppl merged {_fmt(avg[MERGED])}, upper bound "
+          f"{_fmt(avg['unrestricted (union)'])} ({_pct(gap)})")
+
+    back, moved = {}, {}
+    for d in domains:
+        without = ev[f"opt-out: without {d}"]
+        back[d] = _change(without[d], anchor[d])
+        moved[d] = max((abs(_change(without[o], merged[o])), o) for o in [*domains, public]
+                       if o != d)
+    claim("C5", "removing expert d brings domain d back within 5% of the anchor and moves every "
+          "other domain < 2%",
+          all(abs(b) <= 0.05 for b in back.values()) and all(m < 0.02 for m, _ in
+                                                                 moved.values()),
+          "; ".join(f"-{d}: {d} {_pct(back[d])} vs anchor, largest other move "
+                    f"{moved[d][0]:.1%} ({moved[d][1]})" for d in domains))
+
+    embed, rand = avg[MERGED], avg["ablation: random init"]
+    bias_pub, nobias_pub = merged[public], ev["ablation: no negative bias"][public]
+    claim("C6", "embed router init beats random init; the negative bias does not hurt public",
+          embed < rand and bias_pub <= nobias_pub,
+          f"avg ppl embed {_fmt(embed)}, random {_fmt(rand)}, hidden "
+          f"{_fmt(avg['ablation: hidden-state init'])}; public ppl with bias {_fmt(bias_pub)}, "
+          f"without {_fmt(nobias_pub)}")
+
+    ex = report["extraction"]["models"]
+    dense = next(v for k, v in ex.items() if k.startswith("dense expert"))
+    merged_ex = ex["FlexOlmo merged"]
+    claim("C7", "the merged model's extraction rate is no higher than the dense expert's",
+          merged_ex["rate"] <= dense["rate"],
+          f"merged {merged_ex['extracted']}/{merged_ex['documents']} "
+          f"({merged_ex['rate']:.1%}), dense expert {dense['extracted']}/{dense['documents']} "
+          f"({dense['rate']:.1%}), anchor {ex['anchor']['rate']:.1%}")
+    return claims
+
+
+def claims_table(report: dict) -> str:
+    lines = ["| claim | | result | figures |", "|---|---|---|---|"]
+    for c in report["claims"]:
+        lines.append(f"| {c['id']} | {c['claim']} | **{'PASS' if c['pass'] else 'FAIL'}** | "
+                     f"{c['figures']} |")
+    return "\n".join(lines)
+
+
+def perplexity_table(report: dict) -> str:
+    cols = [*report["domains"], report["public"]]
+    lines = ["| model | " + " | ".join(cols) + " | average |",
+             "|---|" + "---:|" * (len(cols) + 1)]
+    for name, e in report["evaluations"].items():
+        if name.startswith("opt-out"):
+            continue
+        p = e["perplexity"]
+        lines.append(f"| {name} | " + " | ".join(_fmt(p[c]) for c in cols) +
+                     f" | {_fmt(average(p))} |")
+    return "\n".join(lines)
+
+
+def opt_out_matrix(report: dict) -> dict[str, dict[str, float]]:
+    """Relative perplexity change against the full merge, per removed expert and corpus."""
+    merged = report["evaluations"][MERGED]["perplexity"]
+    return {d: {c: _change(p, merged[c]) for c, p in
+                report["evaluations"][f"opt-out: without {d}"]["perplexity"].items()}
+            for d in report["domains"]}
+
+
+def opt_out_table(report: dict) -> str:
+    cols = [*report["domains"], report["public"]]
+    lines = ["| removed | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for d, row in opt_out_matrix(report).items():
+        lines.append(f"| {d} | " + " | ".join(_pct(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def routing_table(report: dict) -> str:
+    routing = report["evaluations"][MERGED]["routing"]
+    experts = list(next(iter(routing.values())))
+    lines = ["| corpus | " + " | ".join(experts) + " |", "|---|" + "---:|" * len(experts)]
+    for corpus, shares in routing.items():
+        lines.append(f"| {corpus} | " + " | ".join(f"{shares[e]:.0%}" for e in experts) + " |")
+    return "\n".join(lines)
+
+
+def diagnostics_table(report: dict) -> str:
+    """Per domain: what its expert achieves alone, and whether the merge routes its text to it."""
+    ev, public = report["evaluations"], report["public"]
+    anchor, merged = ev["anchor"]["perplexity"], ev[MERGED]["perplexity"]
+    routing = ev[MERGED]["routing"]
+    lines = [("| domain | expert alone: own domain | expert alone: public | merged: own domain | "
+             "share routed to its expert | share routed to public | largest other expert |"),
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for d in report["domains"]:
+        alone = ev[f"expert alone: {d}"]["perplexity"]
+        shares = routing[d]
+        other = max((v, e) for e, v in shares.items() if e not in (d, public))
+        lines.append(f"| {d} | {_pct(_change(alone[d], anchor[d]))} | "
+                     f"{_pct(_change(alone[public], anchor[public]))} | "
+                     f"{_pct(_change(merged[d], anchor[d]))} | {shares[d]:.0%} | "
+                     f"{shares[public]:.0%} | {other[1]} {other[0]:.0%} |")
+    return "\n".join(lines)
+
+
+def extraction_table(report: dict) -> str:
+    ex = report["extraction"]
+    lines = ["| model | extracted | rate (95% CI) | mean best similarity |", "|---|---:|---|---:|"]
+    for name, a in ex["models"].items():
+        lines.append(f"| {name} | {a['extracted']}/{a['documents']} | {a['rate']:.1%} "
+                     f"({a['ci_low']:.1%}-{a['ci_high']:.1%}) | {a['mean_best_similarity']:.2f} |")
+    return "\n".join(lines)
+
+
+def markdown(report: dict) -> str:
+    p, e = report["preset"], report["expert_config"]
+    return "\n".join([
+        "# FlexOlmo's claims at small scale", "",
+        (f"Preset `{p['name']}`: `{p['anchor']}` anchor ({report['anchor']['parameters']:,} "
+         f"parameters), {len(report['domains'])} private domains, experts {e['steps']} steps of "
+         f"{e['batch_size']} x {e['seq_len']} tokens (public share {e['public_ratio']}), "
+         f"perplexity on {p['eval_tokens']:,} held-out test tokens per corpus. "
+         f"{report['threads']} CPU threads, {report['total_minutes']} minutes in all. "
+         "Generated by `python -m benchmarks.paper_claims` from `paper_claims.json`."), "",
+        "## Claims", "", claims_table(report), "",
+        "## Perplexity by method (lower is better)", "", perplexity_table(report), "",
+        f"![perplexity]({PLOTS['perplexity']})", "",
+        "## Opt-out: change against the full merge when one expert is removed", "",
+        opt_out_table(report), "", f"![opt-out]({PLOTS['opt_out']})", "",
+        f"## Routing share per corpus ({MERGED}, mean router probability)", "",
+        routing_table(report), "", f"![routing]({PLOTS['routing']})", "",
+        "## Diagnostics: each expert alone against the anchor, and the merge's routing", "",
+        diagnostics_table(report), "",
+        f"## Extraction audit ({report['extraction']['domain']} training documents)", "",
+        extraction_table(report), "",
+    ])
+
+
+def _heatmap(ax, rows: list[str], cols: list[str], values: list[list[float]], fmt: str,
+             cmap: str, centre: bool = False) -> None:
+    limit = max(abs(v) for row in values for v in row) or 1.0
+    image = ax.imshow(values, cmap=cmap, vmin=-limit if centre else 0, vmax=limit)
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=8)
+    plt.colorbar(image, ax=ax)
+
+
+def plot(report: dict, out: Path) -> dict[str, Path]:
+    cols = [*report["domains"], report["public"]]
+    methods = [n for n in report["evaluations"]
+               if not n.startswith(("opt-out", "expert alone")) and n != "anchor"]
+    anchor = report["evaluations"]["anchor"]["perplexity"]
+    colours = plt.get_cmap("tab20").colors
+    fig, ax = plt.subplots(figsize=(11, 5))
+    width = 0.8 / len(methods)
+    for i, name in enumerate(methods):
+        p = report["evaluations"][name]["perplexity"]
+        ax.bar([c + i * width for c in range(len(cols))],
+               [100 * _change(p[c], anchor[c]) for c in cols], width, label=name,
+               color=colours[i % len(colours)])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks([c + 0.4 - width / 2 for c in range(len(cols))], cols)
+    ax.set_ylabel("held-out perplexity vs the anchor (%)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Per-domain perplexity by method (change against the anchor; lower is better)")
+    paths = {k: out / v for k, v in PLOTS.items()}
+    fig.tight_layout()
+    fig.savefig(paths["perplexity"], dpi=110)
+    plt.close(fig)
+
+    matrix = opt_out_matrix(report)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _heatmap(ax, [f"without {d}" for d in matrix], cols,
+             [[matrix[d][c] for c in cols] for d in matrix], "+.1%", "RdBu_r", centre=True)
+    ax.set_title("Opt-out: perplexity change vs the full merge")
+    fig.tight_layout()
+    fig.savefig(paths["opt_out"], dpi=110)
+    plt.close(fig)
+
+    routing = report["evaluations"][MERGED]["routing"]
+    experts = list(next(iter(routing.values())))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _heatmap(ax, list(routing), experts, [[routing[c][e] for e in experts] for c in routing],
+             ".0%", "Blues")
+    ax.set_xlabel("expert")
+    ax.set_title(f"Routing share per corpus ({MERGED})")
+    fig.tight_layout()
+    fig.savefig(paths["routing"], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    report["claims"] = judge(report)
+    (out / "paper_claims.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "paper_claims.md").write_text(markdown(report))
+    plot(report, out)
+    for c in report["claims"]:
+        print(f"{c['id']} {'PASS' if c['pass'] else 'FAIL'}: {c['figures']}")
