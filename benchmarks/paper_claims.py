@@ -14,6 +14,7 @@ to docs/results/ (committed); other presets write to WORKDIR/results unless `--o
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ from components.extraction_audit import AuditConfig, extraction_audit
 from components.merge import merge
 from components.perplexity import perplexity
 from components.router import routers
-from components.router_tuning import RouterTuningConfig, tune_routers
+from components.router_tuning import RouterTuningConfig, public_proxy_tuner
 from components.routing_stats import RoutingRecorder
 from components.runtime import apply_selection, load_flexo_model
 from components.token_data import token_stream
@@ -118,8 +119,7 @@ class Run:
 class Evaluator:
     """Held-out perplexity (and routing shares) of any model on the same token windows."""
 
-    def __init__(self, anchor: Path, corpora: dict[str, list[str]], max_tokens: int):
-        tokenizer = load_tokenizer(anchor)
+    def __init__(self, tokenizer, corpora: dict[str, list[str]], max_tokens: int):
         self.streams = {name: token_stream(texts, tokenizer, max_tokens=max_tokens + 1)
                         for name, texts in corpora.items()}
 
@@ -149,6 +149,7 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
     r.stage("train anchor", lambda: train_anchor(
         anchor, preset.anchor, public, progress=progress).model_dump(
             include={"fingerprint", "parameters", "train_tokens", "final_loss"}))
+    tokenizer = load_tokenizer(anchor)
     base_cfg = ExpertConfig(steps=preset.expert_steps, router_documents=preset.router_documents,
                             checkpoint_every=0)
 
@@ -171,17 +172,12 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
 
     def merged(name: str, refs: list[ModuleRef], tune: bool = False) -> Path:
         out = workdir / "merged" / name
-        tuner = None
-        if tune:
-            cfg = RouterTuningConfig(steps=preset.rt_steps)
-            proxy = token_stream(public.split("train").texts(), load_tokenizer(anchor),
-                                 max_tokens=cfg.steps * cfg.batch_size * cfg.seq_len * 2)
-
-            def tuner(state, bias, config):
-                return tune_routers(state, bias, config, proxy, cfg, progress=progress)
 
         def build() -> dict:
             shutil.rmtree(out, ignore_errors=True)
+            tuner = public_proxy_tuner(public.split("train").texts(), tokenizer,
+                                       RouterTuningConfig(steps=preset.rt_steps),
+                                       progress=progress) if tune else None
             return merge(anchor, refs, out, tune=tuner).model_dump(
                 include={"plan_digest", "router_tuning"})
 
@@ -197,26 +193,30 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
                                   progress=progress)
         shutil.rmtree(union_dir, ignore_errors=True)
         model.save_pretrained(union_dir)
-        load_tokenizer(anchor).save_pretrained(union_dir)
+        tokenizer.save_pretrained(union_dir)
         return {"steps": base_cfg.steps * len(domains)}
 
     r.stage("train union (upper bound)", union)
 
-    evaluate = Evaluator(anchor, {**{d: c.split("test").texts() for d, c in domains.items()},
+    evaluate = Evaluator(tokenizer, {**{d: c.split("test").texts() for d, c in domains.items()},
                                   PUBLIC: public.split("test").texts()}, preset.eval_tokens)
     n_all = len(preset.domains) + 1
-    experts = {d: contributor_model(anchor, ref) for d, ref in zip(
-        preset.domains, modules["embed"], strict=True)}
+    refs = dict(zip(preset.domains, modules["embed"], strict=True))
+
+    @functools.cache  # built on first use: a finished run's rerun builds none
+    def expert(domain: str) -> torch.nn.Module:
+        return contributor_model(anchor, refs[domain])
+
     methods: dict[str, Callable[[], torch.nn.Module]] = {
         "anchor": lambda: load_flexo_model(anchor),
-        **{f"expert alone: {d}": (lambda m=m: m) for d, m in experts.items()},
+        **{f"expert alone: {d}": (lambda d=d: expert(d)) for d in preset.domains},
         "FlexOlmo top-2": lambda: load_flexo_model(flexolmo),
         f"FlexOlmo top-{n_all} (all)": lambda: _set_top_k(load_flexo_model(flexolmo), n_all),
         "FlexOlmo + RT top-2": lambda: load_flexo_model(flexolmo_rt),
         f"FlexOlmo + RT top-{n_all} (all)": lambda: _set_top_k(
             load_flexo_model(flexolmo_rt), n_all),
         "model soup": lambda: model_soup(flexolmo),
-        "BTM ensemble": lambda: BTMEnsemble(list(experts.values())),
+        "BTM ensemble": lambda: BTMEnsemble([expert(d) for d in preset.domains]),
         "uncoordinated merged": lambda: load_flexo_model(
             merged("uncoordinated", modules["uncoordinated"])),
         "unrestricted (union)": lambda: load_flexo_model(union_dir),
@@ -234,9 +234,8 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
     audit_domain = "literature" if "literature" in preset.domains else preset.domains[0]
     audit_texts = domains[audit_domain].split("train").texts()  # what the expert trained on
     audit_cfg = AuditConfig(documents=preset.audit_documents)
-    tokenizer = load_tokenizer(anchor)
     audited = {"anchor": lambda: load_flexo_model(anchor),
-               f"dense expert ({audit_domain})": lambda: experts[audit_domain],
+               f"dense expert ({audit_domain})": lambda: expert(audit_domain),
                "FlexOlmo merged": lambda: load_flexo_model(flexolmo)}
     extraction = {name: r.stage(f"audit {name}", lambda f=factory: extraction_audit(
         f(), tokenizer, audit_texts, audit_cfg, progress=progress).model_dump(exclude={"config"}))

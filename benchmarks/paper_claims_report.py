@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from benchmarks.readme_tables import rate_with_interval
+
 MERGED = "FlexOlmo top-2"
 PLOTS = {"perplexity": "paper_claims_perplexity.png", "opt_out": "paper_claims_opt_out.png",
          "routing": "paper_claims_routing.png"}
@@ -167,8 +169,8 @@ def extraction_table(report: dict) -> str:
     ex = report["extraction"]
     lines = ["| model | extracted | rate (95% CI) | mean best similarity |", "|---|---:|---|---:|"]
     for name, a in ex["models"].items():
-        lines.append(f"| {name} | {a['extracted']}/{a['documents']} | {a['rate']:.1%} "
-                     f"({a['ci_low']:.1%}-{a['ci_high']:.1%}) | {a['mean_best_similarity']:.2f} |")
+        lines.append(f"| {name} | {a['extracted']}/{a['documents']} | {rate_with_interval(a)} | "
+                     f"{a['mean_best_similarity']:.2f} |")
     return "\n".join(lines)
 
 

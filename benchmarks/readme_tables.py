@@ -65,6 +65,11 @@ def _dp_cost(report: dict) -> str:
     return "\n".join(lines)
 
 
+def rate_with_interval(audit: dict) -> str:
+    """An extraction rate with its 95% Wilson interval, as every audit table prints it."""
+    return f"{audit['rate']:.1%} ({audit['ci_low']:.1%}-{audit['ci_high']:.1%})"
+
+
 def _extraction_audit(report: dict) -> str:
     lines = ["| model | training | final loss | extraction rate (95% CI) |",
              "|---|---|---:|---|"]
@@ -78,8 +83,7 @@ def _extraction_audit(report: dict) -> str:
         a = row["audit"]
         label = what[name] + (f", epsilon {row['epsilon']:.2f}" if "epsilon" in row else "")
         loss = f"{row['final_loss']:.2f}" if "final_loss" in row else "-"
-        lines.append(f"| {name} | {label} | {loss} | {a['rate']:.1%} "
-                     f"({a['ci_low']:.1%}-{a['ci_high']:.1%}) |")
+        lines.append(f"| {name} | {label} | {loss} | {rate_with_interval(a)} |")
     lines.append(f"\nThe openings (first 80 tokens) of {report['documents']} literature training "
                  f"documents, 32-token prefix, 10 samples each (top-k 50, top-p 0.95), extracted "
                  f"at normalised Levenshtein similarity >= 0.9; `{report['anchor_preset']}` anchor; "

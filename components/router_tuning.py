@@ -10,7 +10,7 @@ from transformers import FlexOlmoForCausalLM, PreTrainedConfig
 from components.lm_training import TrainConfig, train_causal_lm
 from components.moe_layout import ROUTER
 from components.router import install_routers, routers
-from components.token_data import window_sampler
+from components.token_data import token_stream, window_sampler
 
 
 class RouterTuningConfig(BaseModel):
@@ -49,3 +49,16 @@ def tune_routers(state: dict[str, torch.Tensor], bias: torch.Tensor, config: Pre
     new_bias[:, 0] = 0.0
     return state, new_bias, {"steps": float(cfg.steps), "first_loss": result.losses[0],
                              "final_loss": result.final_loss}
+
+
+def public_proxy_tuner(public_texts: list[str], tokenizer, cfg: RouterTuningConfig,
+                       progress: bool = True):
+    """A `merge(..., tune=...)` hook tuning routers on public text, tokenised once up front
+    (twice the tokens the steps consume, so windows rarely repeat)."""
+    proxy = token_stream(public_texts, tokenizer,
+                         max_tokens=cfg.steps * cfg.batch_size * cfg.seq_len * 2)
+
+    def tune(state, bias, config):
+        return tune_routers(state, bias, config, proxy, cfg, progress=progress)
+
+    return tune

@@ -110,17 +110,10 @@ def merge(
 def _router_tuner(anchor: Path, steps: int):
     from components.builtin_corpora import PUBLIC, load_domain
     from components.checkpoints import load_tokenizer
-    from components.router_tuning import RouterTuningConfig, tune_routers
-    from components.token_data import token_stream
+    from components.router_tuning import RouterTuningConfig, public_proxy_tuner
 
-    cfg = RouterTuningConfig(steps=steps)
-    proxy = token_stream(load_domain(PUBLIC).split("train").texts(), load_tokenizer(anchor),
-                         max_tokens=cfg.steps * cfg.batch_size * cfg.seq_len * 2)
-
-    def tune(state, bias, config):
-        return tune_routers(state, bias, config, proxy, cfg)
-
-    return tune
+    return public_proxy_tuner(load_domain(PUBLIC).split("train").texts(), load_tokenizer(anchor),
+                              RouterTuningConfig(steps=steps))
 
 
 @app.command()
