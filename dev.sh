@@ -44,6 +44,7 @@ case "$cmd" in
         "$VENV/bin/flexo" anchor train --preset small --out "$anchor"
         "$VENV/bin/python" -m benchmarks.extraction_audit --anchor "$anchor"
         rm -rf "$(dirname "$anchor")"
+        "$VENV/bin/python" -m benchmarks.orchestration_overhead  # the demo twice plain, once via flows
         "$VENV/bin/python" -m benchmarks.readme_tables ;;
     claims) setup
         "$VENV/bin/python" -m benchmarks.paper_claims "$@"

@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt
-
 from benchmarks.readme_tables import rate_with_interval
+from components import plots
+from components.plots import plt
 
 MERGED = "FlexOlmo top-2"
 PLOTS = {"perplexity": "paper_claims_perplexity.png", "opt_out": "paper_claims_opt_out.png",
@@ -198,60 +195,31 @@ def markdown(report: dict) -> str:
     ])
 
 
-def _heatmap(ax, rows: list[str], cols: list[str], values: list[list[float]], fmt: str,
-             cmap: str, centre: bool = False) -> None:
-    limit = max(abs(v) for row in values for v in row) or 1.0
-    image = ax.imshow(values, cmap=cmap, vmin=-limit if centre else 0, vmax=limit)
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    for i, row in enumerate(values):
-        for j, v in enumerate(row):
-            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=8)
-    plt.colorbar(image, ax=ax)
-
-
 def plot(report: dict, out: Path) -> dict[str, Path]:
     cols = [*report["domains"], report["public"]]
     methods = [n for n in report["evaluations"]
                if not n.startswith(("opt-out", "expert alone")) and n != "anchor"]
     anchor = report["evaluations"]["anchor"]["perplexity"]
-    colours = plt.get_cmap("tab20").colors
     fig, ax = plt.subplots(figsize=(11, 5))
-    width = 0.8 / len(methods)
-    for i, name in enumerate(methods):
-        p = report["evaluations"][name]["perplexity"]
-        ax.bar([c + i * width for c in range(len(cols))],
-               [100 * _change(p[c], anchor[c]) for c in cols], width, label=name,
-               color=colours[i % len(colours)])
+    plots.grouped_bars(ax, cols, {name: [100 * _change(report["evaluations"][name]["perplexity"][c],
+                                                       anchor[c]) for c in cols]
+                                  for name in methods})
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks([c + 0.4 - width / 2 for c in range(len(cols))], cols)
     ax.set_ylabel("held-out perplexity vs the anchor (%)")
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("Per-domain perplexity by method (change against the anchor; lower is better)")
     paths = {k: out / v for k, v in PLOTS.items()}
-    fig.tight_layout()
-    fig.savefig(paths["perplexity"], dpi=110)
-    plt.close(fig)
+    plots.save(fig, paths["perplexity"])
 
     matrix = opt_out_matrix(report)
     fig, ax = plt.subplots(figsize=(7, 4))
-    _heatmap(ax, [f"without {d}" for d in matrix], cols,
-             [[matrix[d][c] for c in cols] for d in matrix], "+.1%", "RdBu_r", centre=True)
+    plots.heatmap(ax, [f"without {d}" for d in matrix], cols,
+                  [[matrix[d][c] for c in cols] for d in matrix], "+.1%", "RdBu_r", centre=True)
     ax.set_title("Opt-out: perplexity change vs the full merge")
-    fig.tight_layout()
-    fig.savefig(paths["opt_out"], dpi=110)
-    plt.close(fig)
+    plots.save(fig, paths["opt_out"])
 
-    routing = report["evaluations"][MERGED]["routing"]
-    experts = list(next(iter(routing.values())))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    _heatmap(ax, list(routing), experts, [[routing[c][e] for e in experts] for c in routing],
-             ".0%", "Blues")
-    ax.set_xlabel("expert")
-    ax.set_title(f"Routing share per corpus ({MERGED})")
-    fig.tight_layout()
-    fig.savefig(paths["routing"], dpi=110)
-    plt.close(fig)
+    plots.routing_heatmap(paths["routing"], report["evaluations"][MERGED]["routing"],
+                          f"Routing share per corpus ({MERGED})")
     return paths
 
 

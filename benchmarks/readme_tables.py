@@ -65,6 +65,44 @@ def _dp_cost(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _plain_runs(n: int) -> str:
+    return f"mean of {n} runs, before and after" if n > 1 else "one run, before the flows' run"
+
+
+def _orchestration_overhead(report: dict) -> str:
+    plain = sum(report["plain_seconds"]) / len(report["plain_seconds"])
+    verdict = "within" if report["overhead"] <= report["target"] else "over"
+    lines = ["| the demo's story | seconds | ratio |", "|---|---:|---:|",
+             (f"| component calls only ({_plain_runs(len(report['plain_seconds']))}) | "
+             f"{plain:,.1f} | 1.00x |"),
+             (f"| through the flows (Prefect + MLflow) | {report['flows_seconds']:,.1f} | "
+             f"{report['flows_seconds'] / plain:.2f}x |")]
+    lines.append(f"\n`{report['plan']}` plan ({report['anchor_preset']} anchor, "
+                 f"{report['contributors']} contributors, two releases), {report['threads']} CPU "
+                 f"threads: overhead {report['overhead']:+.1%}, {verdict} the "
+                 f"{report['target']:.0%} target.")
+    return "\n".join(lines)
+
+
+def _demo(report: dict) -> str:
+    demo = report["demo"]
+    first, second = demo["releases"]
+    lines = [(f"| domain | anchor | release v{first['version']} | v{second['version']} after "
+             f"withdrawal | release vs anchor |"), "|---|---:|---:|---:|---:|"]
+    owners = {d: c for c, d in demo["contributed"].items()}
+    for domain, f in demo["figures"].items():
+        who = f" ({owners[domain]})" if domain in owners else ""
+        lines.append(f"| {domain}{who} | {f['anchor']:,.1f} | {f['release']:,.1f} | "
+                     f"{f['after_withdrawal']:,.1f} | {f['release'] / f['anchor'] - 1:+.1%} |")
+    for r in (first, second):
+        state = "production" if r["promoted"] else "candidate (gate: " + \
+            "; ".join(r["gate_failures"]) + ")"
+        lines.append(f"\nv{r['version']}: {', '.join(r['experts'])}; {state}.")
+    lines.append(f"\n`{report['plan']}` plan, {report['threads']} CPU threads: the story took "
+                 f"{report['flows_seconds'] / 60:.1f} minutes through the flows.")
+    return "\n".join(lines)
+
+
 def rate_with_interval(audit: dict) -> str:
     """An extraction rate with its 95% Wilson interval, as every audit table prints it."""
     return f"{audit['rate']:.1%} ({audit['ci_low']:.1%}-{audit['ci_high']:.1%})"
@@ -106,8 +144,11 @@ def _paper_claims(report: dict) -> str:
 RENDERERS: dict[str, Callable[[dict], str]] = {"train_throughput": _train_throughput,
                                                "expert_ops": _expert_ops, "dp_cost": _dp_cost,
                                                "extraction_audit": _extraction_audit,
-                                               "paper_claims": _paper_claims}
-SOURCES = {"paper_claims": ROOT / "docs" / "results" / "paper_claims.json"}
+                                               "paper_claims": _paper_claims,
+                                               "orchestration_overhead": _orchestration_overhead,
+                                               "demo": _demo}
+SOURCES = {"paper_claims": ROOT / "docs" / "results" / "paper_claims.json",
+           "demo": RESULTS / "orchestration_overhead.json"}
 
 
 def source(name: str) -> Path:

@@ -90,6 +90,7 @@ class AnchorCard(BaseModel):
     train_tokens: int = 0
     train_seconds: float = 0.0
     final_loss: float | None = None
+    losses: list[float] = []  # one per training step: the loss curve trackers plot
     created_at: str
 
     def write(self, directory: Path) -> None:
@@ -161,7 +162,8 @@ def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: in
     router = make_public_router(model, tokenizer, corpus, fingerprint_tensors(model.state_dict()))
     return save_anchor(model, tokenizer, out, extra=router, source="trained", preset=preset.name,
                        corpus=corpus.fingerprint(), train_tokens=result.tokens,
-                       train_seconds=round(result.seconds, 2), final_loss=result.final_loss)
+                       train_seconds=round(result.seconds, 2), final_loss=result.final_loss,
+                       losses=[round(x, 5) for x in result.losses])
 
 
 def read_fingerprint(directory: Path) -> str:

@@ -9,14 +9,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedModel
 
-from components.anchor import AnchorCard, save_anchor
+from components.anchor import CARD_FILE, AnchorCard, read_fingerprint, save_anchor
 from components.atomic_dir import check_output_dir
 from components.checkpoints import load_causal_lm, load_config, load_tokenizer
 from components.documents import Corpus
 from components.fingerprint import fingerprint_tensors
-from components.public_router import CHECKPOINT, make_public_router, router_key
+from components.public_router import (
+    CHECKPOINT,
+    PUBLIC_ROUTER_FILE,
+    make_public_router,
+    router_key,
+)
 
 
 def dense_from_flexolmo(moe: PreTrainedModel) -> tuple[Olmo2ForCausalLM, dict[str, torch.Tensor]]:
@@ -45,8 +51,9 @@ def dense_from_flexolmo(moe: PreTrainedModel) -> tuple[Olmo2ForCausalLM, dict[st
 def import_anchor(source: str | Path, out: Path, public: Callable[[], Corpus]) -> AnchorCard:
     """Copy a local directory or hub id into `out` as a flexo anchor, with its fingerprint.
 
-    A FlexOlmo checkpoint brings its trained r_pub; for an OLMo-2 one r_pub is made from the
-    corpus `public()` returns (loaded only then).
+    A FlexOlmo checkpoint brings its trained r_pub, a flexo anchor (checked against its recorded
+    fingerprint) its r_pub rows; for an OLMo-2 one r_pub is made from the corpus `public()`
+    returns (loaded only then).
     """
     check_output_dir(out)
     config = load_config(source)
@@ -54,6 +61,9 @@ def import_anchor(source: str | Path, out: Path, public: Callable[[], Corpus]) -
     model = load_causal_lm(source, dtype="auto")
     if config.model_type == "flex_olmo":
         model, router = dense_from_flexolmo(model)
+    elif (Path(source) / CARD_FILE).is_file():
+        read_fingerprint(Path(source))  # rows and weights as recorded, or a refusal
+        router = load_file(Path(source) / PUBLIC_ROUTER_FILE)
     else:
         router = make_public_router(model, tokenizer, public(),
                                     fingerprint_tensors(model.state_dict()))

@@ -174,3 +174,20 @@ def public_mix() -> Corpus:
                   if _in_public_slice(d.digest)]
     return Corpus.from_texts(PUBLIC, texts, licence="mixed (see DATASETS.md)",
                              description="Bible, chat, maths and a 5% disjoint slice of each domain")
+
+
+def proxy_corpus(name: str) -> Corpus:
+    """Public text that stands for a domain in router tuning (DESIGN §1.6): the public mix's slice
+    of a private domain, or for `public` the mix without any slice. In the product a contributor's
+    classifier picks such documents from public data; the built-in mix knows where each came from."""
+    if name == PUBLIC:
+        names = PUBLIC_SOURCES
+    elif name in PRIVATE_DOMAINS:
+        names = (name,)
+    else:
+        raise DataError(f"unknown built-in domain '{name}'; choose one of: "
+                        f"{', '.join((PUBLIC, *PRIVATE_DOMAINS))}")
+    texts = [(d.text, d.source) for n in names for d in _read_source(n).documents
+             if n in PUBLIC_SOURCES or _in_public_slice(d.digest)]
+    return Corpus.from_texts(f"{name}-proxy", texts, licence="mixed (see DATASETS.md)",
+                             description=f"public text resembling {name}")

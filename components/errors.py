@@ -34,3 +34,9 @@ class TrainingDiverged(FlexoError):
     """The loss became NaN or infinite; nothing is saved."""
 
     exit_code = 5
+
+
+class GovernanceError(FlexoError):
+    """A governance rule refused the action (review, release, withdrawal)."""
+
+    exit_code = 6

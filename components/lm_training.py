@@ -115,8 +115,12 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
                     params: dict[str, torch.nn.Parameter] | None = None,
                     after_step: Callable[[], None] | None = None,
                     checkpoint_dir: Path | None = None, desc: str = "train",
-                    progress: bool = True) -> TrainResult:
+                    progress: bool = True,
+                    aux_loss: Callable[[], torch.Tensor] | None = None) -> TrainResult:
     """Train `params` (default: all trainable, by name) of `model` for `cfg.steps` steps.
+
+    `aux_loss`, when given, is called after each forward pass and added to the LM loss (e.g. a
+    router loss read from forward hooks).
 
     With `checkpoint_dir` and `cfg.checkpoint_every`, state is saved every that many steps and a
     rerun with the same config resumes from the last save, giving bit-identical results on CPU.
@@ -143,6 +147,8 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
         batch = sample_batch(generator).to(device)  # (B, T)
         with autocast_for(device):
             loss = model(input_ids=batch, labels=batch).loss
+            if aux_loss is not None:
+                loss = loss + aux_loss()
         if not math.isfinite(loss.item()):
             raise TrainingDiverged(f"loss became {loss.item()} at step {step}; "
                                    f"lower the learning rate")

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from components.documents import Corpus
 from components.errors import DataError
-from components.evaluation import evaluate_model
+from components.evaluation import EVAL_MAX_TOKENS, evaluate_model
 
 
 class LocalEvaluation(BaseModel):
@@ -44,10 +44,11 @@ def held_out(corpus: Corpus) -> Corpus:
 
 
 def evaluate_against_anchor(model_dir: Path, anchor_dir: Path, corpus: Corpus, public: Corpus,
-                            device: str | None = None) -> LocalEvaluation:
+                            device: str | None = None,
+                            max_tokens: int = EVAL_MAX_TOKENS) -> LocalEvaluation:
     own, pub = held_out(corpus), public.split("test")
-    with_module = evaluate_model(model_dir, [own, pub], device=device)
-    anchor = evaluate_model(anchor_dir, [own, pub], device=device)
+    with_module = evaluate_model(model_dir, [own, pub], max_tokens, device=device)
+    anchor = evaluate_model(anchor_dir, [own, pub], max_tokens, device=device)
     return LocalEvaluation(held_out_documents=len(own.documents),
                            domain_perplexity=with_module[0].perplexity,
                            domain_perplexity_anchor=anchor[0].perplexity,

@@ -17,6 +17,7 @@ class Perplexity(BaseModel):
     domain: str
     tokens: int  # predicted tokens the figure is averaged over
     nll: float  # mean negative log-likelihood per token (nats)
+    routing: dict[str, float] = {}  # expert -> share of router mass (MoE models; DESIGN §6)
 
     @property
     def perplexity(self) -> float:

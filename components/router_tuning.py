@@ -4,9 +4,11 @@ and every other tensor frozen, on a small public proxy set (public text is every
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from transformers import FlexOlmoForCausalLM, PreTrainedConfig
 
+from components.errors import ConfigError, DataError
 from components.lm_training import TrainConfig, train_causal_lm
 from components.moe_layout import ROUTER
 from components.router import install_routers, routers
@@ -19,12 +21,74 @@ class RouterTuningConfig(BaseModel):
     seq_len: int = Field(128, gt=1)
     lr: float = Field(1e-3, gt=0)
     seed: int = 0
+    router_loss_weight: float = Field(1.0, ge=0)  # supervised router loss, with proxies per expert
+
+
+class SupervisedRouting:
+    """A supervised router loss after the reference's (DESIGN §1.6): each batch row is a window of
+    one expert's public proxy text. A contributor's proxy tokens are pulled towards the routing
+    its expert was trained under: the softmax of the *merge-time* public and own logits (r_pub·x
+    and r_i·x + b_i, before any tuning), every other expert at 0. A module is a correction added
+    to the public FFN at the weight coordinated training gave it, so neither "all to the expert"
+    nor the untuned merge (other experts take a share they never trained for) is right.
+    Public proxy rows get the LM loss only. Averaged over layers; proxy text is public."""
+
+    def __init__(self, model: torch.nn.Module, streams: list[torch.Tensor], seq_len: int,
+                 batch_size: int, weight: float):
+        self.streams, self.seq_len, self.batch_size = streams, seq_len, batch_size
+        self.weight = weight
+        self.labels = torch.zeros(batch_size, dtype=torch.long)
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, trained-for target)
+        for router in routers(model):
+            weight0 = router.weight.detach().clone()  # (E, H): the rows as merged
+            bias0 = router.effective_bias().detach().clone()  # (E,)
+            router.register_forward_hook(
+                lambda _m, inputs, out, w=weight0, b=bias0: self.pairs.append(
+                    (out[0], self._target(inputs[0], w, b))))
+
+    def _target(self, hidden: torch.Tensor, weight0: torch.Tensor,
+                bias0: torch.Tensor) -> torch.Tensor:
+        """(N, E): each token's routing under its row's expert's coordinated training."""
+        with torch.no_grad():
+            x = hidden.reshape(-1, weight0.shape[1]).float()  # (N, H), rows flattened B-major
+            logits0 = F.linear(x, weight0.float()) + bias0.float()  # (N, E)
+            own = self.labels.repeat_interleave(self.seq_len).to(x.device)  # (N,)
+            rows = torch.arange(len(own), device=x.device)
+            pair = torch.stack([logits0[:, 0], logits0[rows, own]], dim=1).softmax(dim=-1)
+            target = torch.zeros_like(logits0)
+            target[:, 0] = pair[:, 0]
+            target[rows, own] += pair[:, 1]
+            return target
+
+    def sample(self, generator: torch.Generator) -> torch.Tensor:
+        """(B, T) windows; row b from expert b mod E's stream, so every batch is balanced."""
+        self.labels = torch.arange(self.batch_size) % len(self.streams)
+        rows = []
+        for label in self.labels.tolist():
+            stream = self.streams[label]
+            start = int(torch.randint(0, stream.numel() - self.seq_len, (1,), generator=generator))
+            rows.append(stream[start:start + self.seq_len])
+        return torch.stack(rows)
+
+    def loss(self) -> torch.Tensor:
+        private = (self.labels.repeat_interleave(self.seq_len) > 0)  # (N,)
+        layers = []
+        for logits, target in self.pairs:
+            mask = private.to(logits.device)
+            log_probs = logits.float()[mask].log_softmax(dim=-1)
+            layers.append(-(target[mask] * log_probs).sum(dim=-1).mean())
+        self.pairs.clear()
+        return self.weight * torch.stack(layers).mean()
 
 
 def tune_routers(state: dict[str, torch.Tensor], bias: torch.Tensor, config: PreTrainedConfig,
-                 proxy: torch.Tensor, cfg: RouterTuningConfig, progress: bool = True,
+                 proxy: torch.Tensor | list[torch.Tensor], cfg: RouterTuningConfig,
+                 progress: bool = True,
                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, float]]:
-    """Returns the state with tuned router rows, the tuned bias (L, E) and a summary."""
+    """Returns the state with tuned router rows, the tuned bias (L, E) and a summary.
+
+    `proxy` is one token stream (LM loss only), or one stream per expert in router order
+    (LM loss plus the supervised router loss)."""
     model = FlexOlmoForCausalLM(config)
     model.load_state_dict(state, strict=True)
     install_routers(model, bias=bias)
@@ -39,10 +103,17 @@ def tune_routers(state: dict[str, torch.Tensor], bias: torch.Tensor, config: Pre
             for r in routers(model):
                 r.bias.clamp_(max=0.0)
 
-    result = train_causal_lm(model, window_sampler(proxy, cfg.seq_len, cfg.batch_size),
+    supervised = None
+    if isinstance(proxy, list) and len(proxy) > 2:  # a choice among private experts to teach
+        supervised = SupervisedRouting(model, proxy, cfg.seq_len, cfg.batch_size,
+                                       cfg.router_loss_weight)
+    sampler = supervised.sample if supervised else window_sampler(
+        torch.cat(proxy) if isinstance(proxy, list) else proxy, cfg.seq_len, cfg.batch_size)
+    result = train_causal_lm(model, sampler,
                              TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.steps // 10,
                                          seed=cfg.seed), params=trainable,
-                             after_step=project_bias, desc="router tuning", progress=progress)
+                             after_step=project_bias, desc="router tuning", progress=progress,
+                             aux_loss=supervised.loss if supervised else None)
     tuned = model.state_dict()
     state = {k: (tuned[k].detach().clone() if k.endswith(ROUTER) else v) for k, v in state.items()}
     new_bias = torch.stack([r.bias.detach().clone() for r in routers(model)])
@@ -60,5 +131,29 @@ def public_proxy_tuner(public_texts: list[str], tokenizer, cfg: RouterTuningConf
 
     def tune(state, bias, config):
         return tune_routers(state, bias, config, proxy, cfg, progress=progress)
+
+    return tune
+
+
+def supervised_proxy_tuner(proxies: dict[str, list[str]], tokenizer, cfg: RouterTuningConfig,
+                           progress: bool = True):
+    """A `merge(..., tune=...)` hook with the supervised router loss: `proxies` maps every expert
+    name (`public` included) to public text resembling its domain."""
+    budget = cfg.steps * cfg.batch_size * cfg.seq_len * 2 // max(len(proxies), 1)
+    streams = {name: token_stream(texts, tokenizer, max_tokens=budget)
+               for name, texts in proxies.items()}
+    for name, stream in streams.items():
+        if stream.numel() <= cfg.seq_len:
+            raise DataError(f"proxy text for expert {name} has {stream.numel()} tokens, fewer "
+                            f"than one {cfg.seq_len}-token window; add public text for it")
+
+    def tune(state, bias, config):
+        names = list(config.flexo_experts)
+        missing = [n for n in names if n not in streams]
+        if missing:
+            raise ConfigError(f"no proxy text for expert(s) {', '.join(missing)}; give every "
+                              f"expert a proxy set or tune on public text only")
+        return tune_routers(state, bias, config, [streams[n] for n in names], cfg,
+                            progress=progress)
 
     return tune

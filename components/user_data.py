@@ -94,3 +94,14 @@ def load_directory(directory: Path, name: str | None = None) -> Corpus:
     if not corpus.documents:
         raise DataError(f"data directory {directory} holds only empty documents; add text")
     return corpus
+
+
+def write_directory(corpus: Corpus, out: Path, file_name: str) -> Path:
+    """Write `corpus` as one .jsonl file in a new directory that `load_directory` reads back,
+    atomically. Documents go in document-hash order, so the same text gives the same bytes."""
+    from components.atomic_dir import atomic_output_dir
+
+    lines = [json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in corpus.texts()]
+    with atomic_output_dir(out) as tmp:
+        (tmp / f"{file_name}.jsonl").write_text("".join(lines), encoding="utf-8")
+    return Path(out)

@@ -69,7 +69,7 @@ def _rows(directory: Path) -> list[dict]:
         if path.suffix.lower() != ".jsonl":
             rows.append(_stats(text))
             continue
-        for line in text.splitlines():
+        for line in text.split("\n"):  # as load_directory reads it: not at U+2028 and kin
             if line.strip():
                 try:
                     value = json.loads(line).get("text")

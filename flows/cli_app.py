@@ -67,3 +67,31 @@ def checked_contributor(value: str) -> str:
         return validate_contributor_id(value)
     except InvalidContributorId as e:
         raise ConfigError(str(e)) from None
+
+
+def _subclass_names(cls: type) -> set[str]:
+    return {cls.__name__}.union(*(_subclass_names(sub) for sub in cls.__subclasses__()))
+
+
+class _HideExpectedFailures(logging.Filter):
+    """Prefect logs every failed task with a traceback; for flexo's own errors (bad data, bad
+    options) the CLI prints one line instead, so those records stay off the console."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.markers = tuple(f"{name}{sep}" for name in _subclass_names(FlexoError)
+                             for sep in ("(", ":"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], FlexoError):
+            return False
+        message = record.getMessage()
+        return not any(marker in message for marker in self.markers)
+
+
+def quiet_console() -> None:
+    hide = _HideExpectedFailures()
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.addFilter(hide)

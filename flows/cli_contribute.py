@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from components.errors import ConfigError, FlexoError
+from components.errors import ConfigError
 from flows import cli_options as opts
-from flows.cli_app import app, checked_contributor, friendly_errors, out
-
-
-def _subclass_names(cls: type) -> set[str]:
-    return {cls.__name__}.union(*(_subclass_names(sub) for sub in cls.__subclasses__()))
-
-
-class _HideExpectedFailures(logging.Filter):
-    """Prefect logs every failed task with a traceback; for flexo's own errors (bad data, bad
-    options) the CLI prints one line instead, so those records stay off the console."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.markers = tuple(f"{name}{sep}" for name in _subclass_names(FlexoError)
-                             for sep in ("(", ":"))
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], FlexoError):
-            return False
-        message = record.getMessage()
-        return not any(marker in message for marker in self.markers)
-
-
-def _quiet_console() -> None:
-    hide = _HideExpectedFailures()
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.addFilter(hide)
+from flows.cli_app import app, checked_contributor, friendly_errors, out, quiet_console
 
 
 @app.command()
@@ -86,7 +57,7 @@ def contribute(
     audit = AuditConfig(documents=audit_documents, samples=audit_samples, seed=seed) \
         if audit_documents else None
     cfg = ContributeConfig(expert=expert, pii=pii, audit=audit, device=device)
-    _quiet_console()
+    quiet_console()
     result = contribute_flow(contributor, data, anchor, cfg, out_dir)
     local = result.local
     out.print(f"published {result.registered_model} version {result.version} "

@@ -1,8 +1,11 @@
-"""`flexo data`, `flexo anchor`, `flexo evaluate` and `flexo demo`."""
+"""`flexo data`, `flexo anchor` and `flexo evaluate`."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,15 +13,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from components.errors import ConfigError
 from flows.cli_app import anchor_app, app, data_app, friendly_errors, out
 
 
-def _corpora(data: Path | None) -> list:
-    """Held-out text: the user's directory as given, or every built-in domain's test split."""
-    if data is not None:
+def _corpora(data: list[Path] | None) -> list:
+    """Held-out text: each of the user's directories as one domain (named after the directory),
+    or every built-in domain's test split."""
+    if data:
         from components.user_data import load_directory
 
-        return [load_directory(data)]
+        names = [d.name for d in data]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"--data directories must have different names (they name the "
+                              f"domains), got {', '.join(names)}")
+        return [load_directory(d) for d in data]
     from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
 
     return [load_domain(name).split("test") for name in (PUBLIC, *PRIVATE_DOMAINS)]
@@ -38,6 +47,20 @@ def _print_perplexities(results: list, as_json: bool, title: str) -> None:
     out.print(table)
 
 
+def _write_csv(path: Path, model: Path, results: list) -> None:
+    """One row per domain (a DVC plots source), replaced all at once."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["domain", "model", "perplexity", "nll", "tokens"])
+    for r in results:
+        writer.writerow([r.domain.split(":")[0], model.name, f"{r.perplexity:.4f}", f"{r.nll:.6f}",
+                         r.tokens])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(partial, path)
+
+
 @data_app.command("list")
 @friendly_errors
 def data_list() -> None:
@@ -53,6 +76,35 @@ def data_list() -> None:
         table.add_row(name, f"{len(c.documents):,}", f"{c.size_bytes / 1e6:.1f}", licence,
                       c.description)
     out.print(table)
+
+
+@data_app.command("export")
+@friendly_errors
+def data_export(
+    domain: Annotated[str, typer.Option(help="Built-in domain: public, code, legal, medical or "
+                                        "literature.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="New directory for the text.")],
+    split: Annotated[str, typer.Option(help="train | validation | test | all")] = "all",
+) -> None:
+    """Write a built-in corpus as a directory that `--data DIR` reads back (one .jsonl file)."""
+    from components.atomic_dir import check_output_dir
+    from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
+    from components.documents import SPLITS
+    from components.user_data import write_directory
+
+    if domain not in (PUBLIC, *PRIVATE_DOMAINS):
+        raise ConfigError(f"unknown domain '{domain}'; choose one of: "
+                          f"{', '.join((PUBLIC, *PRIVATE_DOMAINS))}")
+    if split not in (*SPLITS, "all"):
+        raise ConfigError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}, all")
+    check_output_dir(out_dir)
+    corpus = load_domain(domain)
+    if split != "all":
+        corpus = corpus.split(split)
+    write_directory(corpus, out_dir, f"{domain}-{split}")
+    out.print(f"{domain} ({split}) written to {out_dir}: {len(corpus.documents):,} documents, "
+              f"{corpus.size_bytes / 1e6:.1f} MB, fingerprint {corpus.fingerprint().digest[:16]}",
+              soft_wrap=True, highlight=False)
 
 
 @anchor_app.command("train")
@@ -112,10 +164,14 @@ def anchor_import(
 @friendly_errors
 def evaluate(
     model: Annotated[Path, typer.Option(help="HF checkpoint directory.")],
-    data: Annotated[Path | None, typer.Option(help="Directory of held-out text (default: the "
-                                              "built-in test splits).")] = None,
+    data: Annotated[list[Path] | None, typer.Option(
+        help="Directory of held-out text, one domain named after it (repeat for several; "
+             "default: the built-in test splits).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
     max_tokens: Annotated[int, typer.Option(help="Tokens per domain.")] = 65_536,
+    csv_file: Annotated[Path | None, typer.Option(
+        "--csv", help="Also write domain,model,perplexity,nll,tokens rows to this file "
+                      "(a DVC plots source).")] = None,
 ) -> None:
     """Token-weighted held-out perplexity on the public mix and each domain."""
     from components.checkpoints import load_config
@@ -125,29 +181,6 @@ def evaluate(
     from components.evaluation import evaluate_model
 
     results = evaluate_model(model, corpora, max_tokens=max_tokens)
+    if csv_file is not None:
+        _write_csv(csv_file, model, results)
     _print_perplexities(results, as_json, title=f"Held-out perplexity of {model}")
-
-
-@app.command()
-@friendly_errors
-def demo(quick: Annotated[bool, typer.Option(help="Tiny preset: a minute, not minutes.")] = False,
-         ) -> None:
-    """The story so far on built-in corpora: train the public anchor, then evaluate it."""
-    import datetime as dt
-
-    from components.anchor import train_anchor
-    from components.builtin_corpora import PUBLIC, load_domain
-    from components.evaluation import evaluate_model
-    from flows.settings import flexo_home
-
-    preset = "tiny" if quick else "small"
-    run = flexo_home() / "runs" / f"demo-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    out.print(f"[bold]flexo demo[/bold] ({preset} preset) in {run}")
-    out.print("1/2 training the public anchor on the public mix")
-    card = train_anchor(run / "anchor", preset, load_domain(PUBLIC))
-    out.print(f"    {card.parameters:,} parameters, {card.train_tokens:,} tokens in "
-              f"{card.train_seconds:.0f} s, fingerprint {card.fingerprint[:16]}")
-    out.print("2/2 held-out perplexity per domain")
-    results = evaluate_model(run / "anchor", _corpora(None))
-    _print_perplexities(results, False, title="Anchor held-out perplexity")
-    out.print(f"evaluate again with: flexo evaluate --model {run / 'anchor'}")

@@ -97,23 +97,14 @@ def merge(
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     check_output_dir(out_dir)
     refs = module_refs(expert)
-    tune = None
-    if router_tuning:
-        tune = _router_tuner(anchor, rt_steps)
+    from flows.modules import public_router_tuner
+
+    tune = public_router_tuner(anchor, rt_steps) if router_tuning else None
     from components.merge import merge as merge_modules
 
     record = merge_modules(anchor, refs, out_dir, top_k=top_k, tune=tune)
     out.print(f"merged {len(refs)} experts ({', '.join(r.name for r in refs)}) into {out_dir}, "
               f"top-{record.top_k}, plan {record.plan_digest[:12]}")
-
-
-def _router_tuner(anchor: Path, steps: int):
-    from components.builtin_corpora import PUBLIC, load_domain
-    from components.checkpoints import load_tokenizer
-    from components.router_tuning import RouterTuningConfig, public_proxy_tuner
-
-    return public_proxy_tuner(load_domain(PUBLIC).split("train").texts(), load_tokenizer(anchor),
-                              RouterTuningConfig(steps=steps))
 
 
 @app.command()

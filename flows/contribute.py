@@ -11,6 +11,7 @@ training, so nothing is trained and no version is created.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -29,16 +30,13 @@ from components.local_evaluation import LocalEvaluation
 from components.pii import PiiReport
 from components.validation import ValidationConfig, ValidationReport
 from flows import tracking
+from flows.registry import expert_model, versions
 from flows.settings import flexo_home
 from governance.contributors import validate_contributor_id
 from governance.manifest import ExpertManifest
 
 EXPERIMENT = "flexo-contribute"
 PUBLISHED_EVENT = "flexo.expert.published"
-
-
-def registered_name(contributor: str) -> str:
-    return f"flexo-expert-{contributor}"
 
 
 class ContributeConfig(BaseModel):
@@ -49,6 +47,10 @@ class ContributeConfig(BaseModel):
     pii: Literal["fail", "redact", "allow"] = "redact"
     audit: AuditConfig | None = AuditConfig()  # None skips the extraction audit
     device: str | None = None
+    eval_max_tokens: int = Field(65_536, gt=0)  # held-out tokens per corpus, local evaluation
+    # The built-in domain whose public held-out text stands for this data in release evaluations
+    # (the operator never sees the data itself); None: judged on the public mix only.
+    domain: str | None = None
 
 
 class ContributionResult(BaseModel):
@@ -106,11 +108,31 @@ def screen_pii(data: Path, policy: str) -> tuple[Corpus, PiiReport]:
     return corpus, report
 
 
-@task(cache_policy=NO_CACHE)
-def train(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConfig, out: Path,
+def training_key(anchor_fingerprint: str, contributor: str, data_digest: str,
+                 cfg: ExpertConfig) -> str:
+    """What a trained module is a function of: the anchor, the (screened) data, the config and
+    the code. Equal keys mean an equal module, so the training task is cached on this key."""
+    import hashlib
+    import json
+
+    from flows.versioning import code_version
+
+    blob = json.dumps({"anchor": anchor_fingerprint, "contributor": contributor,
+                       "data": data_digest, "config": cfg.model_dump(mode="json"),
+                       "code": code_version()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@task(cache_key_fn=lambda _context, parameters: f"flexo-train-{parameters['key']}",
+      persist_result=True, result_serializer="json")
+def train(key: str, anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConfig,
           device: str | None) -> ExpertManifest:
+    """Train into `$FLEXO_HOME/modules/<id>/<key>`; a rerun with the same key is a cache hit
+    (Prefect keeps the manifest under FLEXO_HOME) and trains nothing."""
     from flows.modules import train_module
 
+    out = module_cache(contributor, key)
+    shutil.rmtree(out, ignore_errors=True)  # a crashed run's leftovers; never a finished module
     with tracking.child_run("train"):
         tracking.log_flat_params(cfg.model_dump())
         fp = corpus.fingerprint()
@@ -122,6 +144,17 @@ def train(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConfig, out
         if result.privacy:
             mlflow.log_metrics({f"dp.{k}": float(v) for k, v in result.privacy.model_dump().items()})
     return manifest
+
+
+def module_cache(contributor: str, key: str) -> Path:
+    return flexo_home() / "modules" / contributor / key[:24]
+
+
+def cached_module_intact(directory: Path, manifest: ExpertManifest) -> bool:
+    from components.expert_module import file_sha256
+
+    weights = directory / manifest.weights_file
+    return weights.is_file() and file_sha256(weights) == manifest.weights_sha256
 
 
 @task(cache_policy=NO_CACHE)
@@ -137,13 +170,14 @@ def assemble(anchor: Path, module: Path, contributor: str, out: Path) -> Path:
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate_locally(model: Path, anchor: Path, corpus: Corpus,
-                     device: str | None) -> LocalEvaluation:
+def evaluate_locally(model: Path, anchor: Path, corpus: Corpus, device: str | None,
+                     max_tokens: int) -> LocalEvaluation:
     from components.builtin_corpora import PUBLIC, load_domain
     from components.local_evaluation import evaluate_against_anchor
 
     with tracking.child_run("evaluate"):
-        local = evaluate_against_anchor(model, anchor, corpus, load_domain(PUBLIC), device=device)
+        local = evaluate_against_anchor(model, anchor, corpus, load_domain(PUBLIC), device=device,
+                                        max_tokens=max_tokens)
         mlflow.log_metrics(local.metrics())
     get_run_logger().info("own-domain perplexity %.1f -> %.1f (%+.1f%%), public %+.1f%%",
                           local.domain_perplexity_anchor, local.domain_perplexity,
@@ -169,30 +203,37 @@ def audit_privacy(model: Path, corpus: Corpus, cfg: AuditConfig) -> AuditResult:
     return result
 
 
-@task(cache_policy=NO_CACHE)
-def publish(contributor: str, module: Path, manifest: ExpertManifest) -> int:
-    """Log the module to the flow's run and register it as a `pending` version."""
+@task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
+def publish(contributor: str, module: Path, manifest: ExpertManifest, domain: str | None) -> int:
+    """Log the module to the flow's run and register it as a `pending` version, unless these
+    exact weights are already registered and not revoked (a rerun publishes nothing new)."""
+    name = expert_model(contributor)
+    for existing in versions(name):
+        if existing.tags.get("weights_sha256") == manifest.weights_sha256 and \
+                existing.tags.get("approval_status") in ("pending", "approved"):
+            get_run_logger().info("%s version %s already holds these weights (%s)", name,
+                                  existing.version, existing.tags["approval_status"])
+            return int(existing.version)
     mlflow.log_artifacts(str(module), artifact_path="module")
     version = tracking.register_version(
-        registered_name(contributor), "module",
+        name, "module",
         tags={"approval_status": "pending", "contributor": contributor,
               "anchor_fingerprint": manifest.anchor_fingerprint,
               "weights_sha256": manifest.weights_sha256,
               "data_fingerprint": manifest.data_fingerprint.digest,
-              "code_version": manifest.code_version},
+              "domain": domain or "", "code_version": manifest.code_version},
         description=f"Expert module of {contributor}; awaiting review.")
     emit_event(event=PUBLISHED_EVENT,
                resource={"prefect.resource.id": f"flexo.expert.{contributor}",
                          "flexo.contributor": contributor},
-               payload={"registered_model": registered_name(contributor), "version": version,
+               payload={"registered_model": name, "version": version,
                         "weights_sha256": manifest.weights_sha256})
-    get_run_logger().info("published %s version %d (pending review)",
-                          registered_name(contributor), version)
+    get_run_logger().info("published %s version %d (pending review)", name, version)
     return version
 
 
 @flow(name="contribute")
-def contribute_flow(contributor: str, data: Path, anchor: Path,
+def contribute_flow(contributor: str, data: Path, anchor: Path | None = None,
                     config: ContributeConfig | None = None,
                     out: Path | None = None) -> ContributionResult:
     """Validate, screen, train, evaluate, audit and publish one contributor's expert module.
@@ -204,10 +245,14 @@ def contribute_flow(contributor: str, data: Path, anchor: Path,
 
     cfg = config or ContributeConfig()
     contributor = validate_contributor_id(contributor)
-    read_fingerprint(anchor)  # a wrong anchor fails before any text is read
+    tracking.configure()
+    if anchor is None:
+        from flows.anchor import registered_anchor
+
+        anchor = registered_anchor()
+    anchor_fingerprint = read_fingerprint(anchor)  # a wrong anchor fails before any text is read
     target = check_output_dir(out or flexo_home() / "contributions" / contributor
                               / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}")
-    tracking.configure()
     tracking.use_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=f"contribute-{contributor}") as run, \
             atomic_output_dir(target) as tmp:
@@ -216,20 +261,26 @@ def contribute_flow(contributor: str, data: Path, anchor: Path,
                                   "audit": cfg.audit is not None})
         report = validate_data(data, cfg.validation)
         corpus, pii = screen_pii(data, cfg.pii)
+        key = training_key(anchor_fingerprint, contributor,
+                           corpus.fingerprint().digest, cfg.expert)
+        manifest = train(key, anchor, contributor, corpus, cfg.expert, cfg.device)
+        if not cached_module_intact(module_cache(contributor, key), manifest):
+            manifest = train.with_options(refresh_cache=True)(
+                key, anchor, contributor, corpus, cfg.expert, cfg.device)
         module = tmp / "module"
-        manifest = train(anchor, contributor, corpus, cfg.expert, module, cfg.device)
+        shutil.copytree(module_cache(contributor, key), module)
         with tempfile.TemporaryDirectory(dir=tmp) as scratch:
             dense = assemble(anchor, module, contributor, Path(scratch) / "dense")
-            local = evaluate_locally(dense, anchor, corpus, cfg.device)
+            local = evaluate_locally(dense, anchor, corpus, cfg.device, cfg.eval_max_tokens)
             audit = audit_privacy(dense, corpus, cfg.audit) if cfg.audit else None
         manifest = manifest.model_copy(update={
             "metrics": {**manifest.metrics, **{f"local.{k}": v for k, v in local.metrics().items()}},
             "privacy_audit": audit.model_dump() if audit else None,
             "data_checks": {"validation": report.statistics, "pii": pii.model_dump()}})
         manifest.write(module)  # published with the module by `publish`
-        version = publish(contributor, module, manifest)
+        version = publish(contributor, module, manifest, cfg.domain)
         run_id = run.info.run_id
     return ContributionResult(
-        contributor=contributor, registered_model=registered_name(contributor), version=version,
+        contributor=contributor, registered_model=expert_model(contributor), version=version,
         module_dir=target / "module", weights_sha256=manifest.weights_sha256,
         mlflow_run_id=run_id, validation=report, pii=pii, local=local, audit=audit)

@@ -41,3 +41,30 @@ def train_module(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConf
         manifest.write(tmp)
     shutil.rmtree(resume, ignore_errors=True)
     return manifest, result
+
+
+def public_router_tuner(anchor: Path, steps: int, lr: float = 1e-3,
+                        domains: dict[str, str | None] | None = None):
+    """A `merge(..., tune=...)` hook: router tuning on public text only (public text is
+    everyone's, so no contributor's data is needed); None when `steps` is 0.
+
+    With `domains` (expert -> built-in domain) naming a domain for every expert, each expert gets
+    the public mix's slice of its domain as proxy text and the supervised router loss; otherwise
+    the routers tune on the LM loss over the public mix."""
+    if steps == 0:
+        return None
+    from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain, proxy_corpus
+    from components.checkpoints import load_tokenizer
+    from components.router_tuning import (
+        RouterTuningConfig,
+        public_proxy_tuner,
+        supervised_proxy_tuner,
+    )
+
+    cfg = RouterTuningConfig(steps=steps, lr=lr)
+    tokenizer = load_tokenizer(anchor)
+    if domains and all(d in PRIVATE_DOMAINS for d in domains.values()):
+        proxies = {PUBLIC: proxy_corpus(PUBLIC).split("train").texts()}
+        proxies |= {name: proxy_corpus(d).split("train").texts() for name, d in domains.items()}
+        return supervised_proxy_tuner(proxies, tokenizer, cfg)
+    return public_proxy_tuner(load_domain(PUBLIC).split("train").texts(), tokenizer, cfg)

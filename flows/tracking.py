@@ -106,3 +106,44 @@ def register_version(name: str, artifact_path: str, tags: dict[str, str],
                                           description=description)
     return int(version.version)
 
+
+
+def tag_lineage(anchor_version: int, experts: list) -> None:
+    """Tags on the active run linking it to the anchor version and each expert version with the
+    contributor run that produced it: `flexo lineage` walks these."""
+    tags = {"flexo.anchor_version": str(anchor_version)}
+    for e in experts:
+        tags[f"flexo.expert.{e.contributor}.version"] = str(e.version)
+        tags[f"flexo.expert.{e.contributor}.run_id"] = e.contribute_run_id
+    mlflow.set_tags(tags)
+
+
+def log_release_figures(figures: dict) -> None:
+    """Per-domain perplexity and routing as metrics, a Markdown/JSON table and two PNGs."""
+    import tempfile
+    from pathlib import Path
+
+    from components import plots
+
+    metrics = {}
+    for domain, f in figures.items():
+        metrics |= {f"perplexity.{domain}.anchor": f.anchor,
+                    f"perplexity.{domain}.release": f.release, f"change.{domain}": f.change}
+        metrics |= {f"routing.{domain}.{expert}": share for expert, share in f.routing.items()}
+    mlflow.log_metrics(metrics)
+    mlflow.log_dict({d: f.model_dump() for d, f in figures.items()}, "evaluation.json")
+    rows = ["| domain | anchor | release | change | routing |", "|---|---|---|---|---|"]
+    for domain, f in figures.items():
+        routing = ", ".join(f"{e} {s:.0%}" for e, s in f.routing.items())
+        rows.append(f"| {domain} | {f.anchor:.2f} | {f.release:.2f} | {f.change:+.1%} | "
+                    f"{routing} |")
+    mlflow.log_text("\n".join(rows) + "\n", "evaluation.md")
+    with tempfile.TemporaryDirectory() as tmp:
+        plots.perplexity_bars(Path(tmp) / "perplexity.png",
+                              {"anchor": {d: f.anchor for d, f in figures.items()},
+                               "release": {d: f.release for d, f in figures.items()}},
+                              "Held-out perplexity per domain")
+        plots.routing_heatmap(Path(tmp) / "routing.png",
+                              {d: f.routing for d, f in figures.items()},
+                              "Share of router mass per expert")
+        mlflow.log_artifacts(tmp, artifact_path="plots")

@@ -76,6 +76,29 @@ def merged(tmp_path_factory, cli, tiny_anchor, modules) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def stored_events():
+    """`stored_events(event, resource_id)`: payloads of the Prefect events the session's server
+    stored (it writes in batches, so this polls for up to a minute)."""
+    import json
+    import sqlite3
+    import time
+
+    def find(event: str, resource_id: str, timeout: float = 60) -> list[dict]:
+        db = Path(os.environ["PREFECT_HOME"]) / "prefect.db"
+        deadline = time.monotonic() + timeout
+        while True:
+            with sqlite3.connect(db) as conn:
+                rows = conn.execute("SELECT payload FROM events WHERE event = ? AND resource_id = ?",
+                                    (event, resource_id))
+                found = [json.loads(r[0]) for r in rows]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(1)
+
+    return find
+
+
 def pytest_sessionfinish(session, exitstatus):
     # Prefect's ephemeral server logs "Stopping temporary server" at interpreter exit, into the
     # stream pytest captured and has closed by then: nothing to report, so drop logging's

@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, FlexOlmoConfig, FlexOlmoForCausalLM
@@ -52,11 +54,20 @@ def test_card_records_corpus_fingerprint_without_text(tiny_anchor, builtin):
 
 
 def test_import_of_an_olmo2_checkpoint_keeps_its_fingerprint(tiny_anchor, tmp_path):
-    card = import_anchor(tiny_anchor, tmp_path / "imported", public=_public)
+    plain = tmp_path / "olmo2"  # the HF checkpoint alone: no flexo card, no r_pub rows
+    shutil.copytree(tiny_anchor, plain, ignore=shutil.ignore_patterns("flexo_anchor.json",
+                                                                       "public_router.*"))
+    card = import_anchor(plain, tmp_path / "imported", public=_public)
     # Same weights and, made again from the same public text, the same r_pub rows.
     assert card.weights_fingerprint == AnchorCard.read(tiny_anchor).weights_fingerprint
     assert card.fingerprint == AnchorCard.read(tiny_anchor).fingerprint
-    assert card.source == str(tiny_anchor)
+    assert card.source == str(plain)
+
+
+def test_import_of_a_flexo_anchor_keeps_its_rows_without_reading_public_text(tiny_anchor,
+                                                                            tmp_path):
+    card = import_anchor(tiny_anchor, tmp_path / "again", public=_no_public)
+    assert card.fingerprint == AnchorCard.read(tiny_anchor).fingerprint
 
 
 def test_import_of_a_flexolmo_checkpoint_takes_the_public_expert(tiny_anchor, tmp_path):

@@ -5,8 +5,6 @@ written anywhere: not in reports, logs, Prefect's database or MLflow's store and
 import json
 import os
 import random
-import sqlite3
-import time
 from pathlib import Path
 
 import mlflow
@@ -81,20 +79,6 @@ def _versions(home: Path) -> list:
     return client.search_model_versions(f"name = 'flexo-expert-{CONTRIBUTOR}'")
 
 
-def _published_events(contributor: str, timeout: float = 60) -> list[dict]:
-    """`flexo.expert.published` events stored by the test's Prefect server (it writes in batches)."""
-    db = Path(os.environ["PREFECT_HOME"]) / "prefect.db"
-    deadline = time.monotonic() + timeout
-    while True:
-        with sqlite3.connect(db) as conn:
-            rows = conn.execute("SELECT payload FROM events WHERE event = ? AND resource_id = ?",
-                                ("flexo.expert.published", f"flexo.expert.{contributor}"))
-            found = [json.loads(r[0]) for r in rows]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(1)
-
-
 @pytest.fixture()
 def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("FLEXO_HOME", str(tmp_path / "home"))
@@ -125,7 +109,7 @@ def test_pii_policy_fail_stops_before_training(home, tmp_path, tiny_anchor):
 
 
 def test_contribute_redacts_pii_publishes_pending_and_writes_no_raw_text(
-        cli, home, tmp_path, tiny_anchor, caplog):
+        cli, home, tmp_path, tiny_anchor, caplog, stored_events):
     data, texts = _planted_dir(tmp_path / "data")
     result = cli("contribute", "--contributor", CONTRIBUTOR, "--data", data,
                  "--anchor", tiny_anchor, "--steps", 30, "--router-docs", 50,
@@ -140,7 +124,7 @@ def test_contribute_redacts_pii_publishes_pending_and_writes_no_raw_text(
     assert version.tags["approval_status"] == "pending"
     assert version.tags["weights_sha256"] == manifest["weights_sha256"]
     assert version.tags["anchor_fingerprint"] == anchor_card["fingerprint"]
-    [event] = _published_events(CONTRIBUTOR)
+    [event] = stored_events("flexo.expert.published", f"flexo.expert.{CONTRIBUTOR}")
     assert event == {"registered_model": f"flexo-expert-{CONTRIBUTOR}", "version": 1,
                      "weights_sha256": manifest["weights_sha256"]}
 

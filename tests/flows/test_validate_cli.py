@@ -62,3 +62,16 @@ def test_bad_corpora_fail_naming_the_expectation(cli, tmp_path, kind, expectatio
     assert last.startswith("error: data checks failed:") and expectation in last, last
     summary = json.loads((tmp_path / "r" / "validation.json").read_text())
     assert expectation in summary["validation"]["failed"]
+
+
+def test_exported_jsonl_with_unicode_line_separators_passes(cli, tmp_path):
+    """Legal texts hold U+2028; a .jsonl line is split at '\\n' only, as `load_directory` reads it."""
+    from components.user_data import load_directory
+
+    out = tmp_path / "legal"
+    assert cli("data", "export", "--domain", "legal", "--split", "train", "--out", out).exit_code == 0
+    assert "\u2028" in (out / "legal-train.jsonl").read_text(encoding="utf-8")
+    result = cli("validate", "--data", out, "--report", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "r" / "validation.json").read_text())
+    assert summary["validation"]["statistics"]["documents"] == len(load_directory(out).documents)

@@ -1,0 +1,125 @@
+"""What a release is on record (DESIGN §3 `release.json`), the gate that decides whether it may
+reach production, and the model card that credits every contributor. No torch: figures come in
+as numbers from the evaluation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+
+from governance.contributors import ContributorId
+
+PUBLIC_DOMAIN = "public"
+
+
+class ReleasedExpert(BaseModel):
+    contributor: ContributorId
+    registered_model: str
+    version: int
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    data_fingerprint: str
+    domain: str | None = None
+    reviewed_by: str
+    reviewer_kind: str
+    contribute_run_id: str
+
+
+class DomainFigures(BaseModel):
+    """Held-out perplexity of the anchor and the release on one domain, and where tokens went."""
+
+    anchor: float = Field(gt=0)
+    release: float = Field(gt=0)
+    tokens: int = Field(ge=0)
+    routing: dict[str, float] = {}  # expert -> share of router mass on this domain's tokens
+
+    @property
+    def change(self) -> float:
+        return self.release / self.anchor - 1
+
+
+class GateCheck(BaseModel):
+    name: str
+    passed: bool
+    detail: str
+
+
+class GateDecision(BaseModel):
+    passed: bool
+    checks: list[GateCheck]
+
+    def failures(self) -> list[str]:
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+
+
+def judge_release(figures: dict[str, DomainFigures], experts: list[ReleasedExpert],
+                  max_public_increase: float) -> GateDecision:
+    """A release may reach production when it beats the anchor on every contributed domain and
+    costs the public mix at most `max_public_increase` (the routing failure DESIGN §6 warns of)."""
+    checks = []
+    for e in experts:
+        if e.domain is None:
+            continue
+        f = figures.get(e.domain)
+        if f is None:
+            checks.append(GateCheck(name=f"{e.contributor} domain", passed=False,
+                                    detail=f"no held-out text for domain '{e.domain}'"))
+            continue
+        checks.append(GateCheck(name=f"{e.domain} ({e.contributor})", passed=f.release < f.anchor,
+                                detail=f"perplexity {f.anchor:.2f} -> {f.release:.2f} "
+                                       f"({f.change:+.1%}), must fall"))
+    public = figures.get(PUBLIC_DOMAIN)
+    if public is not None:
+        checks.append(GateCheck(name="public", passed=public.change <= max_public_increase,
+                                detail=f"perplexity {public.anchor:.2f} -> {public.release:.2f} "
+                                       f"({public.change:+.1%}), limit {max_public_increase:+.0%}"))
+    if not experts:
+        checks.append(GateCheck(name="experts", passed=False, detail="no approved module"))
+    return GateDecision(passed=all(c.passed for c in checks), checks=checks)
+
+
+class ReleaseRecord(BaseModel):
+    """`release.json`: which modules, from which anchor, measured how, decided how."""
+
+    format_version: int = 1
+    anchor_version: int
+    anchor_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    experts: list[ReleasedExpert]
+    excluded: dict[str, str] = {}  # contributor -> why their module is not in this release
+    top_k: int
+    plan_digest: str
+    router_tuning: dict[str, float] | None = None
+    figures: dict[str, DomainFigures]
+    gate: GateDecision
+    ledger_head: str | None = None  # the audit ledger arrives with the Governance issue
+    code_version: str
+    created_at: str = Field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+def model_card(record: ReleaseRecord) -> str:
+    """The release's README.md: what it is, who contributed, how it measured."""
+    lines = ["---", "library_name: transformers", "tags: [flexolmo, mixture-of-experts, flexo]",
+             "---", "", "# flexo release", "",
+             ("A FlexOlmo mixture of experts: the public anchor's FFN is expert 0 (`public`); each "
+             "contributor's module is one more expert, trained on closed data that never left "
+             "the contributor. Any expert can be switched off at inference "
+             "(`flexo generate --exclude ID`)."), "",
+             (f"- anchor: `flexo-anchor` version {record.anchor_version} "
+             f"(fingerprint `{record.anchor_fingerprint[:16]}`)"),
+             f"- experts active per token: {record.top_k}; merge plan `{record.plan_digest[:16]}`",
+             "", "## Contributors", "",
+             "| contributor | module version | weights sha256 | reviewed by |",
+             "|---|---|---|---|"]
+    for e in record.experts:
+        lines.append(f"| {e.contributor} | {e.registered_model} v{e.version} | "
+                     f"`{e.weights_sha256[:16]}` | {e.reviewed_by} ({e.reviewer_kind}) |")
+    for who, why in record.excluded.items():
+        lines.append(f"| ~~{who}~~ | not included: {why} | | |")
+    lines += ["", "## Held-out perplexity", "", "| domain | anchor | release | change |",
+              "|---|---|---|---|"]
+    for domain, f in record.figures.items():
+        lines.append(f"| {domain} | {f.anchor:.2f} | {f.release:.2f} | {f.change:+.1%} |")
+    verdict = "passed" if record.gate.passed else "FAILED: " + "; ".join(record.gate.failures())
+    lines += ["", f"Release gate: {verdict}.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,257 @@
+"""The registry side of the pipeline through its flows and CLI, on a tiny world: an imported
+anchor, two contributors, demo reviews, a release; then lineage, a cached re-contribution,
+injected failures, review rules and a withdrawal (issue 6 acceptance 2, 4, 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from components.documents import Corpus
+from components.expert_training import ExpertConfig
+
+CONTRIBUTORS = {"code-co": "code", "legal-co": "legal"}
+
+
+def _small(corpus: Corpus, n: int = 300) -> Corpus:
+    return Corpus.from_texts(corpus.name, ((d.text, d.source) for d in corpus.documents[:n]))
+
+
+def _contribute_config(steps: int = 20):
+    from flows.contribute import ContributeConfig
+
+    return ContributeConfig(expert=ExpertConfig(steps=steps, router_documents=50,
+                                                checkpoint_every=0), audit=None,
+                            eval_max_tokens=4096)
+
+
+def _release_config():
+    from flows.release import ReleaseConfig
+
+    # A tiny anchor's experts barely move perplexity: no declared domains and a lax public limit
+    # keep the gate's outcome out of these tests (tests/governance checks its rules).
+    return ReleaseConfig(router_tuning_steps=5, eval_max_tokens=2048, max_public_increase=10.0)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_anchor, builtin):
+    from components.user_data import write_directory
+    from flows.anchor import anchor_flow
+    from flows.contribute import contribute_flow
+    from flows.release import release_flow
+    from flows.review import declare_reviewer, record_review
+
+    root = tmp_path_factory.mktemp("pipeline")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLEXO_HOME", str(root / "home"))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        anchor = anchor_flow(source=str(tiny_anchor))
+        data, contributions = {}, {}
+        for contributor, domain in CONTRIBUTORS.items():
+            data[contributor] = write_directory(_small(builtin[domain].split("train")),
+                                                root / "data" / contributor, domain)
+            contributions[contributor] = contribute_flow(contributor, data[contributor], None,
+                                                        _contribute_config())
+        declare_reviewer("rita", kind="demo")
+        for contributor, result in contributions.items():
+            record_review(contributor, result.version, "rita", "approved")
+        release = release_flow(_release_config())
+        yield {"home": root / "home", "anchor": anchor, "data": data,
+               "contributions": contributions, "release": release}
+
+
+def _client() -> MlflowClient:
+    from flows import tracking
+
+    tracking.configure()
+    return MlflowClient()
+
+
+def _train_runs(contributor: str) -> list:
+    """The contributor's `train` child runs: one per time the training task really ran."""
+    runs = mlflow.search_runs(experiment_names=["flexo-contribute"], output_format="list",
+                              filter_string="tags.mlflow.runName = 'train'")
+    return [r for r in runs if _parent_contributor(r) == contributor]
+
+
+def _parent_contributor(run) -> str:
+    parent = mlflow.get_run(run.data.tags["mlflow.parentRunId"])
+    return parent.data.tags["flexo.contributor"]
+
+
+def test_release_is_registered_with_aliases_tags_plots_and_a_loadable_checkpoint(world,
+                                                                                 stored_events):
+    from transformers import AutoModelForCausalLM
+
+    from governance.release import ReleaseRecord
+
+    client = _client()
+    release = world["release"]
+    production = client.get_model_version_by_alias("flexo-release", "production")
+    assert str(production.version) == str(release.version) == "1" and release.promoted
+    assert str(client.get_model_version_by_alias("flexo-release", "candidate").version) == "1"
+    anchor_v = client.get_model_version("flexo-anchor", "1")
+    assert anchor_v.tags["anchor_fingerprint"] == world["anchor"].fingerprint
+    assert production.tags["anchor_version"] == "1"
+    assert production.tags["experts"] == "code-co:1,legal-co:1"
+
+    [event] = [e for e in stored_events("flexo.release.published", "flexo.release.1")
+               if "code-co" in e["experts"]]  # other tests of a session may release a v1 too
+    assert event == {"version": 1, "production": True, "experts": {"code-co": 1, "legal-co": 1}}
+    approved = stored_events("flexo.expert.approved", "flexo.expert.legal-co")
+    assert [e["reviewer_kind"] for e in approved] == ["demo"]
+
+    # The release directory: an HF checkpoint plus release.json and a model card.
+    directory = world["home"] / "releases" / "production"
+    assert directory.resolve() == release.directory
+    record = ReleaseRecord.model_validate_json((directory / "release.json").read_text())
+    assert [e.contributor for e in record.experts] == ["code-co", "legal-co"]
+    assert {e.reviewed_by for e in record.experts} == {"rita"}
+    assert "legal-co" in (directory / "README.md").read_text()
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    assert model.config.model_type == "flex_olmo" and model.config.num_experts == 3
+
+    # The registered version loads as a pyfunc and generates, with experts switchable per call.
+    pyfunc = mlflow.pyfunc.load_model("models:/flexo-release@production")
+    [text] = pyfunc.predict(["def main("], params={"max_new_tokens": 6})
+    [without] = pyfunc.predict(["def main("], params={"max_new_tokens": 6, "exclude": "code-co"})
+    assert isinstance(text, str) and isinstance(without, str)
+
+    # Parent run with one child per task; the evaluation carries metrics, table and plots.
+    run = mlflow.get_run(production.tags["release_run_id"])
+    assert run.data.tags["flexo.expert.code-co.run_id"] == \
+        world["contributions"]["code-co"].mlflow_run_id
+    children = mlflow.search_runs(experiment_names=["flexo-release"], output_format="list",
+                                  filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert {c.info.run_name for c in children} == {"merge", "evaluate"}
+    evaluation = mlflow.get_run(production.tags["evaluation_run_id"])
+    for domain in ("public", "code", "legal", "medical", "literature"):
+        assert evaluation.data.metrics[f"perplexity.{domain}.release"] > 1
+        shares = [v for k, v in evaluation.data.metrics.items()
+                  if k.startswith(f"routing.{domain}.")]
+        assert len(shares) == 3 and abs(sum(shares) - 1) < 1e-4
+    artifacts = {a.path for a in client.list_artifacts(evaluation.info.run_id, "plots")}
+    assert artifacts == {"plots/perplexity.png", "plots/routing.png"}
+    png = Path(mlflow.artifacts.download_artifacts(run_id=evaluation.info.run_id,
+                                                   artifact_path="plots/routing.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lineage_shows_the_whole_chain_from_mlflow(world, cli):
+    result = cli("lineage", "--release", world["release"].version)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    client = _client()
+    production = client.get_model_version_by_alias("flexo-release", "production")
+    assert world["anchor"].fingerprint[:16] in text
+    assert world["anchor"].mlflow_run_id in text
+    assert production.tags["evaluation_run_id"] in text
+    for contributor, contribution in world["contributions"].items():
+        version = client.get_model_version(f"flexo-expert-{contributor}", "1")
+        [train] = _train_runs(contributor)
+        for needle in (contributor, version.tags["data_fingerprint"][:16], "rita (demo)",
+                       contribution.mlflow_run_id, train.info.run_id):
+            assert needle in text, (needle, text)
+    missing = cli("lineage", "--release", 99)
+    assert missing.exit_code != 0 and "has no version 99" in missing.stderr
+
+
+def test_rerunning_an_unchanged_contribution_trains_nothing(world):
+    from flows.contribute import contribute_flow
+
+    contributor = "code-co"
+    first = world["contributions"][contributor]
+    again = contribute_flow(contributor, world["data"][contributor], None, _contribute_config())
+    assert len(_train_runs(contributor)) == 1  # a cache hit: the train task did not run
+    assert (again.version, again.weights_sha256) == (first.version, first.weights_sha256)
+    assert (again.module_dir / "expert.safetensors").read_bytes() == \
+        (first.module_dir / "expert.safetensors").read_bytes()
+
+    changed = contribute_flow(contributor, world["data"][contributor], None,
+                              _contribute_config(steps=21))
+    assert len(_train_runs(contributor)) == 2  # another config is another key: it trains
+    assert changed.version == 2 and changed.weights_sha256 != first.weights_sha256
+
+
+@pytest.mark.parametrize("step", ["merge", "evaluate"])
+def test_a_failed_merge_or_evaluation_registers_nothing_and_a_rerun_succeeds(world, monkeypatch,
+                                                                               step):
+    import components.evaluation
+    import components.merge
+    from flows.release import release_flow
+
+    client = _client()
+    before = {str(v.version) for v in client.search_model_versions("name = 'flexo-release'")}
+    production = str(client.get_model_version_by_alias("flexo-release", "production").version)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(f"injected {step} failure")
+
+    target = (components.merge, "merge") if step == "merge" else \
+        (components.evaluation, "evaluate_model")
+    with monkeypatch.context() as m:
+        m.setattr(*target, fail)
+        with pytest.raises(RuntimeError, match="injected"):
+            release_flow(_release_config())
+    assert {str(v.version) for v in client.search_model_versions("name = 'flexo-release'")} == \
+        before
+    assert str(client.get_model_version_by_alias("flexo-release", "production").version) == \
+        production
+    assert not list((world["home"] / "releases").glob("build-*"))  # nothing half-built
+
+    rerun = release_flow(_release_config())
+    assert str(rerun.version) not in before and rerun.promoted
+    assert str(client.get_model_version_by_alias("flexo-release", "production").version) == \
+        str(rerun.version)
+
+
+def test_review_rules_hold_at_the_cli(world, cli):
+    listed = cli("review", "list")
+    assert listed.exit_code == 0 and "pending" in listed.stdout and "approved" in listed.stdout
+    undeclared = cli("review", "approve", "--contributor", "code-co", "--version", 2,
+                     "--as", "mallory")
+    assert undeclared.exit_code == 6 and "not declared" in undeclared.stderr
+    assert cli("review", "declare", "--as", "code-co").exit_code == 0
+    own = cli("review", "approve", "--contributor", "code-co", "--version", 2, "--as", "code-co")
+    assert own.exit_code == 6 and "four eyes" in own.stderr
+    again = cli("review", "reject", "--contributor", "code-co", "--version", 1, "--as", "rita")
+    assert again.exit_code == 6 and "only pending" in again.stderr
+    rejected = cli("review", "reject", "--contributor", "code-co", "--version", 2, "--as", "rita",
+                   "--note", "config drift")
+    assert rejected.exit_code == 0, rejected.output
+    tags = _client().get_model_version("flexo-expert-code-co", "2").tags
+    assert (tags["approval_status"], tags["reviewed_by"], tags["review_note"]) == \
+        ("rejected", "rita", "config drift")
+
+
+def test_withdrawal_revokes_every_version_and_releases_without_the_module(world, cli):
+    result = cli("withdraw", "--contributor", "legal-co", "--as", "legal-co", "--reason", "test")
+    assert result.exit_code == 0, result.output
+    client = _client()
+    versions = client.search_model_versions("name = 'flexo-expert-legal-co'")
+    assert versions and {v.tags["approval_status"] for v in versions} == {"withdrawn"}
+    assert {v.tags["withdrawn_by"] for v in versions} == {"legal-co"}
+    production = client.get_model_version_by_alias("flexo-release", "production")
+    assert production.tags["experts"] == "code-co:1"
+    assert production.tags["excluded"] == "legal-co"
+    directory = world["home"] / "releases" / "production"
+    config = json.loads((directory / "config.json").read_text())
+    assert config["flexo_experts"] == ["public", "code-co"]
+    record = json.loads((directory / "release.json").read_text())
+    assert record["excluded"] == {"legal-co": "withdrawn"}
+
+
+def test_withdrawal_request_only_emits_the_event_for_a_deployed_flow(world, cli, stored_events):
+    result = cli("withdraw", "--contributor", "code-co", "--as", "dpo", "--reason", "consent",
+                 "--request-only")
+    assert result.exit_code == 0, result.output
+    [event] = stored_events("flexo.withdrawal.requested", "flexo.contributor.code-co")
+    assert event == {"actor": "dpo", "reason": "consent"}
+    versions = _client().search_model_versions("name = 'flexo-expert-code-co'")
+    assert "withdrawn" not in {v.tags["approval_status"] for v in versions}  # only requested
+    unknown = cli("withdraw", "--contributor", "nobody", "--as", "dpo")
+    assert unknown.exit_code == 6 and "nothing to withdraw" in unknown.stderr

@@ -1,0 +1,70 @@
+"""Review rules, the release gate and the model card: governance records, no torch."""
+
+import pytest
+
+from governance.release import (
+    DomainFigures,
+    ReleasedExpert,
+    ReleaseRecord,
+    judge_release,
+    model_card,
+)
+from governance.reviews import Review, Reviewer, ReviewRefused, Roster, check_review
+
+
+def _expert(contributor: str, domain: str | None) -> ReleasedExpert:
+    return ReleasedExpert(contributor=contributor, registered_model=f"flexo-expert-{contributor}",
+                          version=2, weights_sha256="a" * 64, data_fingerprint="b" * 64,
+                          domain=domain, reviewed_by="rita", reviewer_kind="demo",
+                          contribute_run_id="r1")
+
+
+def _figures(**changes: float) -> dict[str, DomainFigures]:
+    return {d: DomainFigures(anchor=100.0, release=100.0 * (1 + c), tokens=10)
+            for d, c in changes.items()}
+
+
+def test_gate_needs_every_contributed_domain_to_improve_and_public_within_limit():
+    experts = [_expert("hosp", "medical"), _expert("firm", "legal"), _expert("misc", None)]
+    passing = judge_release(_figures(public=0.05, medical=-0.2, legal=-0.01), experts, 0.10)
+    assert passing.passed and len(passing.checks) == 3  # no check for a domain-less module
+    worse_legal = judge_release(_figures(public=0.05, medical=-0.2, legal=0.01), experts, 0.10)
+    assert not worse_legal.passed
+    assert [f.split(":")[0] for f in worse_legal.failures()] == ["legal (firm)"]
+    public_cost = judge_release(_figures(public=0.11, medical=-0.2, legal=-0.1), experts, 0.10)
+    assert public_cost.failures()[0].startswith("public:")
+    missing = judge_release(_figures(public=0.0, medical=-0.2), experts, 0.10)
+    assert "no held-out text for domain 'legal'" in missing.failures()[0]
+    assert not judge_release(_figures(public=0.0), [], 0.10).passed  # nothing to release
+
+
+def test_review_rules_four_eyes_pending_only_and_declared_reviewers(tmp_path):
+    rita = Reviewer(name="rita", kind="demo")
+    roster = Roster().declare(rita).declare(Reviewer(name="sam"))
+    roster.write(tmp_path)
+    assert Roster.read(tmp_path).get("rita").kind == "demo"
+    with pytest.raises(ReviewRefused, match="not declared"):
+        Roster.read(tmp_path).get("mallory")
+
+    review = Review(contributor="hosp", version=1, reviewer=rita, decision="approved")
+    check_review(review, "pending")
+    assert list(review.tags())[-1] == "approval_status"  # status written last
+    assert review.tags()["reviewer_kind"] == "demo"
+    with pytest.raises(ReviewRefused, match="only pending"):
+        check_review(review, "withdrawn")
+    own = Review(contributor="sam", version=1, reviewer=Reviewer(name="sam"), decision="approved")
+    with pytest.raises(ReviewRefused, match="four eyes"):
+        check_review(own, "pending")
+
+
+def test_model_card_credits_every_contributor_and_states_the_gate():
+    experts = [_expert("hosp", "medical"), _expert("firm", "legal")]
+    figures = _figures(public=0.02, medical=-0.3, legal=-0.1)
+    record = ReleaseRecord(anchor_version=1, anchor_fingerprint="c" * 64, experts=experts,
+                           excluded={"gone": "withdrawn"}, top_k=3, plan_digest="d" * 64,
+                           figures=figures, gate=judge_release(figures, experts, 0.1),
+                           code_version="0.1")
+    card = model_card(record)
+    for needle in ("hosp", "firm", "~~gone~~", "rita (demo)", "| medical | 100.00 | 70.00 |",
+                   "Release gate: passed"):
+        assert needle in card
