@@ -33,8 +33,8 @@ def version(name: str, number: int | str) -> ModelVersion:
     try:
         return MlflowClient().get_model_version(name, str(number))
     except MlflowException:
-        raise CheckpointError(f"{name} has no version {number}; `flexo review list` shows the "
-                              f"registered versions") from None
+        raise CheckpointError(f"{name} has no version {number}; check the number (the MLflow UI "
+                              f"lists {name}'s versions)") from None
 
 
 def contributors() -> list[str]:

@@ -77,9 +77,14 @@ def fetch(anchor_version: int, experts: list[ReleasedExpert]) -> tuple[Path, lis
 
 def register(directory: Path, record: ReleaseRecord, evaluation_run_id: str) -> int:
     """Log the checkpoint as a pyfunc model of the active run and register it, tags and all, in
-    one call; then alias `candidate`, and `production` when the gate passed."""
+    one call; then alias `candidate`, and `production` when the gate passed. A retry finds the
+    version its first attempt made (by release run) instead of making a second."""
     from mlflow.models import infer_signature
 
+    run_id = mlflow.active_run().info.run_id
+    for existing in registry.versions(registry.RELEASE_MODEL):
+        if existing.tags.get("release_run_id") == run_id:  # a retry after the version was made
+            return _set_aliases(int(existing.version), record.gate.passed)
     mlflow.log_dict(record.model_dump(mode="json"), "release.json")
     signature = infer_signature(["a prompt"], ["a continuation"],
                                 params={"max_new_tokens": 32, "exclude": ""})
@@ -91,12 +96,15 @@ def register(directory: Path, record: ReleaseRecord, evaluation_run_id: str) -> 
             "experts": ",".join(f"{e.contributor}:{e.version}" for e in record.experts),
             "excluded": ",".join(record.excluded), "gate": "passed" if record.gate.passed
             else "failed", "plan_digest": record.plan_digest,
-            "release_run_id": mlflow.active_run().info.run_id,
+            "release_run_id": run_id,
             "evaluation_run_id": evaluation_run_id, "code_version": record.code_version}
     version = int(mlflow.register_model(info.model_uri, registry.RELEASE_MODEL, tags=tags).version)
-    client = MlflowClient()
-    client.set_registered_model_alias(registry.RELEASE_MODEL, "candidate", str(version))
-    if record.gate.passed:
+    return _set_aliases(version, record.gate.passed)
+
+
+def _set_aliases(version: int, promoted: bool) -> int:
+    MlflowClient().set_registered_model_alias(registry.RELEASE_MODEL, "candidate", str(version))
+    if promoted:
         promote(version)
     return version
 

@@ -209,6 +209,30 @@ def test_a_failed_merge_or_evaluation_registers_nothing_and_a_rerun_succeeds(wor
         str(rerun.version)
 
 
+def test_a_retried_registration_makes_no_second_version(world, monkeypatch):
+    """The alias write fails once after the version exists (a fault we cannot cause otherwise);
+    the task's retry must find that version, not register another."""
+    from flows.release import release_flow
+
+    client = _client()
+    before = len(client.search_model_versions("name = 'flexo-release'"))
+    real = MlflowClient.set_registered_model_alias
+    calls = []
+
+    def flaky(self, name, alias, version):
+        calls.append(alias)
+        if len(calls) == 1:
+            raise ConnectionError("registry went away")
+        return real(self, name, alias, version)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", flaky)
+    result = release_flow(_release_config())
+    assert calls[:2] == ["candidate", "candidate"]  # failed, then retried
+    assert len(client.search_model_versions("name = 'flexo-release'")) == before + 1
+    assert str(client.get_model_version_by_alias("flexo-release", "production").version) == \
+        str(result.version)
+
+
 def test_review_rules_hold_at_the_cli(world, cli):
     listed = cli("review", "list")
     assert listed.exit_code == 0 and "pending" in listed.stdout and "approved" in listed.stdout
