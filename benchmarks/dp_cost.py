@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from components.anchor import PRESETS, build_model, save_anchor
+from components.atomic import atomic_write
 from components.builtin_corpora import PUBLIC, load_domain
 from components.dp_training import DPConfig
 from components.expert_training import ExpertConfig, train_expert
-from components.public_router import router_key
+from components.router_rows import router_key
 from components.tokenizer import train_tokenizer
 
 RESULTS = Path(__file__).parent / "results" / "dp_cost.json"
@@ -68,8 +69,7 @@ def main() -> None:
               "batch_size": base.batch_size, "seq_len": base.seq_len,
               "public_ratio": base.public_ratio, "plain": plain, "dp": dp,
               "ratio": round(dp["tokens_per_second"] / plain["tokens_per_second"], 3)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write(args.out, json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

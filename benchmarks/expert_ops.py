@@ -25,13 +25,14 @@ from pathlib import Path
 import torch
 
 from components.anchor import PRESETS, build_model, save_anchor
+from components.atomic import atomic_write
 from components.builtin_corpora import PUBLIC, load_domain
 from components.expert_module import ModuleRef, write_module
 from components.lm_training import TrainConfig, train_causal_lm
 from components.merge import merge
 from components.moe_layout import DENSE_FFN, fuse_ffn, is_shared, layer_key, upcycle
-from components.public_router import router_key
 from components.router import install_routers, set_active, use_fast_experts
+from components.router_rows import router_key
 from components.token_data import window_sampler
 from components.tokenizer import train_tokenizer
 
@@ -164,8 +165,7 @@ def main() -> None:
               "threads": torch.get_num_threads(), "preset": preset.name,
               "experts_implementation": _moe(dense, 2).config._experts_implementation,
               "training": train, "merge": merged, "inference": inference, "mask": mask}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write(args.out, json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from components.atomic import atomic_write
 from components.builtin_corpora import PUBLIC, load_domain
 from components.checkpoints import load_tokenizer
 from components.documents import Corpus
@@ -101,8 +102,7 @@ def main() -> None:
     report = {"machine": platform.machine(), "torch": torch.__version__,
               "anchor_preset": card.get("preset"), "documents": DOCUMENTS,
               "overfit_config": overfit.model_dump(exclude={"dp"}), "models": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write(args.out, json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

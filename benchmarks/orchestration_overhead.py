@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from components.atomic import atomic_write
 from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
 from components.documents import Corpus
 from components.expert_module import ModuleRef
@@ -33,15 +34,15 @@ def plain_story(root: Path, p: DemoPlan) -> None:
     """The demo's component calls in the flows' order, with no Prefect and no MLflow."""
     from components.anchor import train_anchor
     from components.checkpoints import load_tokenizer
-    from components.evaluation import evaluate_model
+    from components.evaluation import evaluate_against_anchor, evaluate_model
     from components.extraction_audit import extraction_audit
-    from components.local_evaluation import evaluate_against_anchor
     from components.merge import merge
     from components.pii import screen
+    from components.router_tuning import public_router_tuner
     from components.runtime import load_flexo_model
     from components.user_data import load_directory, write_directory
     from components.validation import ValidationConfig, validate_directory
-    from flows.modules import public_router_tuner, train_module
+    from flows.modules import train_module
     from governance.release import DomainFigures, judge_release
 
     public = load_domain(PUBLIC)
@@ -84,9 +85,9 @@ def plain_story(root: Path, p: DemoPlan) -> None:
 def flow_story(home: Path, quick: bool) -> dict:
     """The demo itself; returns what it measured (the README's demo table)."""
     os.environ["FLEXO_HOME"] = str(home)
-    from flows.demo import run_demo
+    from flows.demo import demo_flow
 
-    result = run_demo(home, quick, say=lambda step: print(step, flush=True))
+    result = demo_flow(home, quick, say=lambda step: print(step, flush=True))
     first, second = result.first, result.after_withdrawal
     return {"figures": {d: {"anchor": round(f.anchor, 2), "release": round(f.release, 2),
                             "after_withdrawal": round(second.record.figures[d].release, 2)}
@@ -128,8 +129,7 @@ def main() -> None:
               "anchor_preset": p.preset, "contributors": len(CONTRIBUTORS),
               "plain_seconds": plain_runs, "flows_seconds": flows,
               "overhead": round(flows / plain - 1, 4), "target": 0.10, "demo": demo}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write(args.out, json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

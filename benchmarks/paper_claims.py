@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import platform
 import shutil
 import time
@@ -27,17 +26,17 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from components.anchor import train_anchor
+from components.atomic import atomic_write
 from components.baselines import BTMEnsemble, contributor_model, model_soup, train_union_model
 from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
 from components.checkpoints import load_tokenizer
+from components.evaluation import RoutingRecorder, perplexity
 from components.expert_module import ModuleRef
 from components.expert_training import ExpertConfig, train_expert
 from components.extraction_audit import AuditConfig, extraction_audit
 from components.merge import merge
-from components.perplexity import perplexity
 from components.router import routers
 from components.router_tuning import RouterTuningConfig, public_proxy_tuner
-from components.routing_stats import RoutingRecorder
 from components.runtime import apply_selection, load_flexo_model
 from components.token_data import token_stream
 
@@ -94,10 +93,8 @@ class Run:
 
     def save(self) -> None:
         self.invocations[-1] = round(time.perf_counter() - self.started, 2)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"stages": self.stages, "invocations": self.invocations},
-                                  indent=1) + "\n")
-        os.replace(tmp, self.path)  # a crash never leaves a half-written state
+        atomic_write(self.path, json.dumps({"stages": self.stages,  # never half-written
+                                            "invocations": self.invocations}, indent=1) + "\n")
 
     def stage(self, name: str, fn: Callable[[], dict]) -> dict:
         if name in self.stages:

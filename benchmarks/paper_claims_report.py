@@ -3,16 +3,23 @@
 Thresholds are the issue's, fixed before any run; a claim that fails is reported FAIL with the
 figures that failed it. "Average" everywhere is the mean perplexity over the private domains and
 the public mix, each scored on its held-out test split.
+
+`python -m benchmarks.paper_claims_report [DIR]` re-renders DIR/paper_claims.md (default
+docs/results) from the committed DIR/paper_claims.json, without rerunning anything.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.readme_tables import rate_with_interval
 from components import plots
+from components.atomic import atomic_write
 from components.plots import plt
+from governance.markdown import markdown_table
 
 MERGED = "FlexOlmo top-2"
 PLOTS = {"perplexity": "paper_claims_perplexity.png", "opt_out": "paper_claims_opt_out.png",
@@ -98,24 +105,26 @@ def judge(report: dict) -> list[dict]:
 
 
 def claims_table(report: dict) -> str:
-    lines = ["| claim | | result | figures |", "|---|---|---|---|"]
-    for c in report["claims"]:
-        lines.append(f"| {c['id']} | {c['claim']} | **{'PASS' if c['pass'] else 'FAIL'}** | "
-                     f"{c['figures']} |")
-    return "\n".join(lines)
+    return markdown_table(["claim", "", "result", "figures"],
+                          ([c["id"], c["claim"], f"**{'PASS' if c['pass'] else 'FAIL'}**",
+                            c["figures"]] for c in report["claims"]))
+
+
+def _by_column(first: str, rows: dict[str, dict], cols: list[str], fmt: Callable[[float], str],
+               extra: dict[str, Callable[[dict], str]] | None = None) -> str:
+    """One row per `rows` key, one right-aligned number column per `cols` entry (and `extra`)."""
+    extra = extra or {}
+    return markdown_table([first, *cols, *extra],
+                          ([name, *(fmt(row[c]) for c in cols), *(f(row) for f in extra.values())]
+                           for name, row in rows.items()),
+                          align=["left"] + ["right"] * (len(cols) + len(extra)))
 
 
 def perplexity_table(report: dict) -> str:
-    cols = [*report["domains"], report["public"]]
-    lines = ["| model | " + " | ".join(cols) + " | average |",
-             "|---|" + "---:|" * (len(cols) + 1)]
-    for name, e in report["evaluations"].items():
-        if name.startswith("opt-out"):
-            continue
-        p = e["perplexity"]
-        lines.append(f"| {name} | " + " | ".join(_fmt(p[c]) for c in cols) +
-                     f" | {_fmt(average(p))} |")
-    return "\n".join(lines)
+    rows = {name: e["perplexity"] for name, e in report["evaluations"].items()
+            if not name.startswith("opt-out")}
+    return _by_column("model", rows, [*report["domains"], report["public"]], _fmt,
+                      {"average": lambda p: _fmt(average(p))})
 
 
 def opt_out_matrix(report: dict) -> dict[str, dict[str, float]]:
@@ -127,20 +136,14 @@ def opt_out_matrix(report: dict) -> dict[str, dict[str, float]]:
 
 
 def opt_out_table(report: dict) -> str:
-    cols = [*report["domains"], report["public"]]
-    lines = ["| removed | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
-    for d, row in opt_out_matrix(report).items():
-        lines.append(f"| {d} | " + " | ".join(_pct(row[c]) for c in cols) + " |")
-    return "\n".join(lines)
+    return _by_column("removed", opt_out_matrix(report), [*report["domains"], report["public"]],
+                      _pct)
 
 
 def routing_table(report: dict) -> str:
     routing = report["evaluations"][MERGED]["routing"]
-    experts = list(next(iter(routing.values())))
-    lines = ["| corpus | " + " | ".join(experts) + " |", "|---|" + "---:|" * len(experts)]
-    for corpus, shares in routing.items():
-        lines.append(f"| {corpus} | " + " | ".join(f"{shares[e]:.0%}" for e in experts) + " |")
-    return "\n".join(lines)
+    return _by_column("corpus", routing, list(next(iter(routing.values()))),
+                      lambda share: f"{share:.0%}")
 
 
 def diagnostics_table(report: dict) -> str:
@@ -148,27 +151,27 @@ def diagnostics_table(report: dict) -> str:
     ev, public = report["evaluations"], report["public"]
     anchor, merged = ev["anchor"]["perplexity"], ev[MERGED]["perplexity"]
     routing = ev[MERGED]["routing"]
-    lines = [("| domain | expert alone: own domain | expert alone: public | merged: own domain | "
-             "share routed to its expert | share routed to public | largest other expert |"),
-             "|---|---:|---:|---:|---:|---:|---|"]
+    rows = []
     for d in report["domains"]:
         alone = ev[f"expert alone: {d}"]["perplexity"]
         shares = routing[d]
         other = max((v, e) for e, v in shares.items() if e not in (d, public))
-        lines.append(f"| {d} | {_pct(_change(alone[d], anchor[d]))} | "
-                     f"{_pct(_change(alone[public], anchor[public]))} | "
-                     f"{_pct(_change(merged[d], anchor[d]))} | {shares[d]:.0%} | "
-                     f"{shares[public]:.0%} | {other[1]} {other[0]:.0%} |")
-    return "\n".join(lines)
+        rows.append([d, _pct(_change(alone[d], anchor[d])),
+                     _pct(_change(alone[public], anchor[public])),
+                     _pct(_change(merged[d], anchor[d])), f"{shares[d]:.0%}",
+                     f"{shares[public]:.0%}", f"{other[1]} {other[0]:.0%}"])
+    return markdown_table(["domain", "expert alone: own domain", "expert alone: public",
+                           "merged: own domain", "share routed to its expert",
+                           "share routed to public", "largest other expert"], rows,
+                          align=["left"] + ["right"] * 5 + ["left"])
 
 
 def extraction_table(report: dict) -> str:
-    ex = report["extraction"]
-    lines = ["| model | extracted | rate (95% CI) | mean best similarity |", "|---|---:|---|---:|"]
-    for name, a in ex["models"].items():
-        lines.append(f"| {name} | {a['extracted']}/{a['documents']} | {rate_with_interval(a)} | "
-                     f"{a['mean_best_similarity']:.2f} |")
-    return "\n".join(lines)
+    return markdown_table(["model", "extracted", "rate (95% CI)", "mean best similarity"],
+                          ([name, f"{a['extracted']}/{a['documents']}", rate_with_interval(a),
+                            f"{a['mean_best_similarity']:.2f}"]
+                           for name, a in report["extraction"]["models"].items()),
+                          align=["left", "right", "left", "right"])
 
 
 def markdown(report: dict) -> str:
@@ -226,8 +229,20 @@ def plot(report: dict, out: Path) -> dict[str, Path]:
 def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     report["claims"] = judge(report)
-    (out / "paper_claims.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "paper_claims.md").write_text(markdown(report))
+    atomic_write(out / "paper_claims.json", json.dumps(report, indent=2) + "\n")
+    atomic_write(out / "paper_claims.md", markdown(report))
     plot(report, out)
     for c in report["claims"]:
         print(f"{c['id']} {'PASS' if c['pass'] else 'FAIL'}: {c['figures']}")
+
+
+def rerender(out: Path) -> Path:
+    """Rewrite `paper_claims.md` from the `paper_claims.json` beside it (tables only, no plots)."""
+    return atomic_write(out / "paper_claims.md",
+                        markdown(json.loads((out / "paper_claims.json").read_text())))
+
+
+if __name__ == "__main__":
+    from benchmarks.paper_claims import RESULTS
+
+    print(rerender(Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS))

@@ -12,57 +12,74 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from components.atomic import atomic_write
+from governance.markdown import markdown_table
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 
 
+def _with_notes(table: str, *notes: str) -> str:
+    """A table and the paragraphs under it."""
+    return "\n\n".join((table, *notes))
+
+
+def _against_baseline(headers: list[str], baseline: tuple[str, str], measured: tuple[str, str],
+                      ratio: float) -> str:
+    """Two rows, label and figure: the baseline (1.00x) and the measurement, with its ratio."""
+    return markdown_table(headers, [[*baseline, "1.00x"], [*measured, f"{ratio:.2f}x"]],
+                          align=["left", "right", "right"])
+
+
 def _train_throughput(report: dict) -> str:
-    lines = ["| preset | parameters | tokens/s | model GFLOP/s | MFU | full training (min) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for r in report["results"]:
-        lines.append(f"| {r['preset']} | {r['parameters']:,} | {r['tokens_per_second']:,.0f} | "
-                     f"{r['model_gflops_per_second']:.1f} | {r['mfu']:.0%} | "
-                     f"{r['est_full_training_minutes']} |")
-    lines.append(f"\nfp32 on {report['threads']} CPU threads, torch {report['torch']}; MFU against "
-                 f"the fp32 matmul peak measured in the same process "
-                 f"({report['matmul_peak_gflops']} GFLOP/s).")
-    return "\n".join(lines)
+    table = markdown_table(
+        ["preset", "parameters", "tokens/s", "model GFLOP/s", "MFU", "full training (min)"],
+        ([r["preset"], f"{r['parameters']:,}", f"{r['tokens_per_second']:,.0f}",
+          f"{r['model_gflops_per_second']:.1f}", f"{r['mfu']:.0%}",
+          f"{r['est_full_training_minutes']}"] for r in report["results"]),
+        align=["left"] + ["right"] * 5)
+    return _with_notes(table, (
+        f"fp32 on {report['threads']} CPU threads, torch {report['torch']}; MFU "
+        f"against the fp32 matmul peak measured in the same process "
+        f"({report['matmul_peak_gflops']} GFLOP/s)."))
 
 
 def _expert_ops(report: dict) -> str:
     t, m, k = report["training"], report["merge"], report["mask"]
-    lines = ["| measurement | flexo | baseline (same process) | ratio | target |",
-             "|---|---:|---:|---:|---|"]
-    lines.append(f"| (a) expert training tokens/s: coordinated vs full-parameter | "
-                 f"{t['coordinated_tokens_per_second']:,.0f} | {t['full_tokens_per_second']:,.0f} "
-                 f"| {t['ratio']:.2f}x | > 1.2x |")
-    lines.append(f"| (b) merge MB/s ({m['experts']} experts, {m['bytes'] / 1e6:.0f} MB) vs file "
-                 f"copy | {m['merge_mb_per_second']:,.0f} | {m['copy_mb_per_second']:,.0f} | "
-                 f"{m['ratio']:.2f}x | >= 0.5x |")
-    for r in report["inference"]:
-        lines.append(f"| (c) inference tokens/s, {r['experts']} experts top-{r['top_k']} vs dense "
-                     f"anchor (FLOPs predict {r['flops_ratio']:.2f}x) | {r['tokens_per_second']:,.0f} "
-                     f"| {r['dense_tokens_per_second']:,.0f} | {r['measured_ratio']:.2f}x "
-                     f"({r['off_by']:+.0%} vs FLOPs) | within 15% |")
-    lines.append(f"| (d) inference tokens/s, {k['masked']} of {k['experts']} experts masked vs none "
-                 f"| {k['tokens_per_second']:,.0f} | {k['unmasked_tokens_per_second']:,.0f} | "
-                 f"{k['ratio']:.2f}x | ~1x |")
-    lines.append(f"\n`{report['preset']}`-sized models (random weights), fp32 on {report['threads']} "
-                 f"CPU threads, experts implementation `{report['experts_implementation']}`.")
-    return "\n".join(lines)
+    rows = [["(a) expert training tokens/s: coordinated vs full-parameter",
+             f"{t['coordinated_tokens_per_second']:,.0f}", f"{t['full_tokens_per_second']:,.0f}",
+             f"{t['ratio']:.2f}x", "> 1.2x"],
+            [f"(b) merge MB/s ({m['experts']} experts, {m['bytes'] / 1e6:.0f} MB) vs file copy",
+             f"{m['merge_mb_per_second']:,.0f}", f"{m['copy_mb_per_second']:,.0f}",
+             f"{m['ratio']:.2f}x", ">= 0.5x"]]
+    rows += [[(f"(c) inference tokens/s, {r['experts']} experts top-{r['top_k']} vs dense "
+               f"anchor (FLOPs predict {r['flops_ratio']:.2f}x)"),
+              f"{r['tokens_per_second']:,.0f}", f"{r['dense_tokens_per_second']:,.0f}",
+              f"{r['measured_ratio']:.2f}x ({r['off_by']:+.0%} vs FLOPs)", "within 15%"]
+             for r in report["inference"]]
+    rows.append([f"(d) inference tokens/s, {k['masked']} of {k['experts']} experts masked vs none",
+                 f"{k['tokens_per_second']:,.0f}", f"{k['unmasked_tokens_per_second']:,.0f}",
+                 f"{k['ratio']:.2f}x", "~1x"])
+    table = markdown_table(["measurement", "flexo", "baseline (same process)", "ratio", "target"],
+                           rows, align=["left", "right", "right", "right", "left"])
+    return _with_notes(table, (
+        f"`{report['preset']}`-sized models (random weights), fp32 on "
+        f"{report['threads']} CPU threads, experts implementation "
+        f"`{report['experts_implementation']}`."))
 
 
 def _dp_cost(report: dict) -> str:
     plain, dp = report["plain"], report["dp"]
-    lines = ["| expert training | tokens/s | ratio to plain |", "|---|---:|---:|",
-             f"| plain (one gradient per batch) | {plain['tokens_per_second']:,.0f} | 1.00x |",
-             (f"| DP, epsilon {dp['epsilon']:.2f} (per-sample gradients, clipping, noise) | "
-             f"{dp['tokens_per_second']:,.0f} | {report['ratio']:.2f}x |")]
-    lines.append(f"\n`{report['preset']}` preset (random weights), {report['steps']} steps of "
-                 f"{report['batch_size']} x {report['seq_len']} tokens, public share "
-                 f"{report['public_ratio']}, fp32 on {report['threads']} CPU threads.")
-    return "\n".join(lines)
+    table = _against_baseline(
+        ["expert training", "tokens/s", "ratio to plain"],
+        ("plain (one gradient per batch)", f"{plain['tokens_per_second']:,.0f}"),
+        (f"DP, epsilon {dp['epsilon']:.2f} (per-sample gradients, clipping, noise)",
+         f"{dp['tokens_per_second']:,.0f}"), report["ratio"])
+    return _with_notes(table, (
+        f"`{report['preset']}` preset (random weights), {report['steps']} steps "
+        f"of {report['batch_size']} x {report['seq_len']} tokens, public share "
+        f"{report['public_ratio']}, fp32 on {report['threads']} CPU threads."))
 
 
 def _plain_runs(n: int) -> str:
@@ -72,35 +89,35 @@ def _plain_runs(n: int) -> str:
 def _orchestration_overhead(report: dict) -> str:
     plain = sum(report["plain_seconds"]) / len(report["plain_seconds"])
     verdict = "within" if report["overhead"] <= report["target"] else "over"
-    lines = ["| the demo's story | seconds | ratio |", "|---|---:|---:|",
-             (f"| component calls only ({_plain_runs(len(report['plain_seconds']))}) | "
-             f"{plain:,.1f} | 1.00x |"),
-             (f"| through the flows (Prefect + MLflow) | {report['flows_seconds']:,.1f} | "
-             f"{report['flows_seconds'] / plain:.2f}x |")]
-    lines.append(f"\n`{report['plan']}` plan ({report['anchor_preset']} anchor, "
-                 f"{report['contributors']} contributors, two releases), {report['threads']} CPU "
-                 f"threads: overhead {report['overhead']:+.1%}, {verdict} the "
-                 f"{report['target']:.0%} target.")
-    return "\n".join(lines)
+    table = _against_baseline(
+        ["the demo's story", "seconds", "ratio"],
+        (f"component calls only ({_plain_runs(len(report['plain_seconds']))})", f"{plain:,.1f}"),
+        ("through the flows (Prefect + MLflow)", f"{report['flows_seconds']:,.1f}"),
+        report["flows_seconds"] / plain)
+    return _with_notes(table, (
+        f"`{report['plan']}` plan ({report['anchor_preset']} anchor, {report['contributors']} "
+        f"contributors, two releases), {report['threads']} CPU threads: overhead "
+        f"{report['overhead']:+.1%}, {verdict} the {report['target']:.0%} target."))
 
 
 def _demo(report: dict) -> str:
     demo = report["demo"]
     first, second = demo["releases"]
-    lines = [(f"| domain | anchor | release v{first['version']} | v{second['version']} after "
-             f"withdrawal | release vs anchor |"), "|---|---:|---:|---:|---:|"]
     owners = {d: c for c, d in demo["contributed"].items()}
-    for domain, f in demo["figures"].items():
-        who = f" ({owners[domain]})" if domain in owners else ""
-        lines.append(f"| {domain}{who} | {f['anchor']:,.1f} | {f['release']:,.1f} | "
-                     f"{f['after_withdrawal']:,.1f} | {f['release'] / f['anchor'] - 1:+.1%} |")
+    lines = [markdown_table(
+        ["domain", "anchor", f"release v{first['version']}",
+         f"v{second['version']} after withdrawal", "release vs anchor"],
+        ([domain + (f" ({owners[domain]})" if domain in owners else ""), f"{f['anchor']:,.1f}",
+          f"{f['release']:,.1f}", f"{f['after_withdrawal']:,.1f}",
+          f"{f['release'] / f['anchor'] - 1:+.1%}"] for domain, f in demo["figures"].items()),
+        align=["left"] + ["right"] * 4)]
     for r in (first, second):
         state = "production" if r["promoted"] else "candidate (gate: " + \
             "; ".join(r["gate_failures"]) + ")"
-        lines.append(f"\nv{r['version']}: {', '.join(r['experts'])}; {state}.")
-    lines.append(f"\n`{report['plan']}` plan, {report['threads']} CPU threads: the story took "
+        lines.append(f"v{r['version']}: {', '.join(r['experts'])}; {state}.")
+    lines.append(f"`{report['plan']}` plan, {report['threads']} CPU threads: the story took "
                  f"{report['flows_seconds'] / 60:.1f} minutes through the flows.")
-    return "\n".join(lines)
+    return _with_notes(*lines)
 
 
 def rate_with_interval(audit: dict) -> str:
@@ -109,24 +126,22 @@ def rate_with_interval(audit: dict) -> str:
 
 
 def _extraction_audit(report: dict) -> str:
-    lines = ["| model | training | final loss | extraction rate (95% CI) |",
-             "|---|---|---:|---|"]
     steps, lr = report["overfit_config"]["steps"], report["overfit_config"]["lr"]
     what = {"anchor": "public mix only (never saw the documents)",
             "normal": "default expert config on the whole literature corpus",
             "overfit": f"{steps} steps on the {report['documents']} openings alone, lr {lr:g}, "
                        f"uncoordinated (shared tensors train too)",
             "overfit-dp": "the same overfitting run with DP"}
-    for name, row in report["models"].items():
-        a = row["audit"]
-        label = what[name] + (f", epsilon {row['epsilon']:.2f}" if "epsilon" in row else "")
-        loss = f"{row['final_loss']:.2f}" if "final_loss" in row else "-"
-        lines.append(f"| {name} | {label} | {loss} | {rate_with_interval(a)} |")
-    lines.append(f"\nThe openings (first 80 tokens) of {report['documents']} literature training "
-                 f"documents, 32-token prefix, 10 samples each (top-k 50, top-p 0.95), extracted "
-                 f"at normalised Levenshtein similarity >= 0.9; `{report['anchor_preset']}` anchor; "
-                 f"each expert audited as the dense 2-expert model.")
-    return "\n".join(lines)
+    rows = [[name, what[name] + (f", epsilon {row['epsilon']:.2f}" if "epsilon" in row else ""),
+             f"{row['final_loss']:.2f}" if "final_loss" in row else "-",
+             rate_with_interval(row["audit"])] for name, row in report["models"].items()]
+    table = markdown_table(["model", "training", "final loss", "extraction rate (95% CI)"], rows,
+                           align=["left", "left", "right", "left"])
+    return _with_notes(table, (
+        f"The openings (first 80 tokens) of {report['documents']} literature "
+        f"training documents, 32-token prefix, 10 samples each (top-k 50, top-p 0.95), "
+        f"extracted at normalised Levenshtein similarity >= 0.9; `{report['anchor_preset']}` "
+        f"anchor; each expert audited as the dense 2-expert model."))
 
 
 def _paper_claims(report: dict) -> str:
@@ -134,11 +149,12 @@ def _paper_claims(report: dict) -> str:
 
     p = report["preset"]
     passed = sum(c["pass"] for c in report["claims"])
-    return (f"{claims_table(report)}\n\n{passed} of {len(report['claims'])} claims hold. Preset "
-            f"`{p['name']}` ({p['anchor']} anchor, {len(report['domains'])} private domains, "
-            f"{report['expert_config']['steps']}-step experts), {report['total_minutes']} minutes "
-            f"on {report['threads']} CPU threads; every table and plot in "
-            f"[docs/results/paper_claims.md](docs/results/paper_claims.md).")
+    return _with_notes(claims_table(report), (
+        f"{passed} of {len(report['claims'])} claims hold. Preset "
+        f"`{p['name']}` ({p['anchor']} anchor, {len(report['domains'])} private domains, "
+        f"{report['expert_config']['steps']}-step experts), {report['total_minutes']} minutes "
+        f"on {report['threads']} CPU threads; every table and plot in "
+        f"[docs/results/paper_claims.md](docs/results/paper_claims.md)."))
 
 
 RENDERERS: dict[str, Callable[[dict], str]] = {"train_throughput": _train_throughput,
@@ -173,7 +189,7 @@ def update_readme() -> None:
     for name in RENDERERS:
         if source(name).exists():
             text = _pattern(name).sub(lambda m, n=name: f"{m.group(1)}\n{render(n)}\n{m.group(3)}", text)
-    README.write_text(text)
+    atomic_write(README, text)
 
 
 if __name__ == "__main__":

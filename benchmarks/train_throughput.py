@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.readme_tables import RENDERERS
 from components.anchor import PRESETS, AnchorPreset, build_model
+from components.atomic import atomic_write
 from components.lm_training import TrainConfig, train_causal_lm
 from components.token_data import window_sampler
 
@@ -83,14 +85,9 @@ def main() -> None:
               "matmul_peak_gflops": round(max(peak, peak_after) / 1e9, 1),
               "matmul_peak_gflops_start_end": [round(peak / 1e9, 1), round(peak_after / 1e9, 1)],
               "results": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print("| preset | params | tokens/s | model GFLOP/s | MFU | full training (min) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['preset']} | {r['parameters']:,} | {r['tokens_per_second']:,.0f} | "
-              f"{r['model_gflops_per_second']} | {r['mfu']:.0%} | {r['est_full_training_minutes']} |")
-    print(f"matmul peak {report['matmul_peak_gflops']} GFLOP/s; written to {args.out}")
+    atomic_write(args.out, json.dumps(report, indent=2) + "\n")
+    print(RENDERERS["train_throughput"](report))
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

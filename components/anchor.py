@@ -7,7 +7,6 @@ fingerprint every expert module must match before it can be merged.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from pathlib import Path
 from typing import Literal
@@ -17,12 +16,14 @@ from pydantic import BaseModel, ConfigDict
 from safetensors.torch import save_file
 from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerBase
 
-from components.atomic_dir import atomic_output_dir, check_output_dir
+from components.atomic import atomic_output_dir, check_output_dir
+from components.clock import timestamp
+from components.devices import pick_device
 from components.documents import Corpus, CorpusFingerprint
 from components.errors import CheckpointError, ConfigError
 from components.fingerprint import fingerprint_checkpoint, fingerprint_tensors
 from components.lm_training import TrainConfig, train_causal_lm
-from components.public_router import PUBLIC_ROUTER_FILE, make_public_router
+from components.router_rows import PUBLIC_ROUTER_FILE, make_public_router
 from components.token_data import token_stream, window_sampler
 from components.tokenizer import train_tokenizer
 
@@ -119,10 +120,6 @@ def build_model(preset: AnchorPreset, tokenizer: PreTrainedTokenizerBase,
     return Olmo2ForCausalLM(config).float()
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 def save_anchor(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path,
                 extra: dict[str, torch.Tensor] | None = None, **card: object) -> AnchorCard:
     """Write checkpoint, tokenizer and card atomically; the fingerprint is read back from disk."""
@@ -131,7 +128,7 @@ def save_anchor(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out:
         tokenizer.save_pretrained(tmp)
         if extra:
             save_file({k: v.contiguous() for k, v in extra.items()}, tmp / PUBLIC_ROUTER_FILE)
-        result = AnchorCard(fingerprint=fingerprint_checkpoint(tmp), created_at=_now(),
+        result = AnchorCard(fingerprint=fingerprint_checkpoint(tmp), created_at=timestamp(),
                             weights_fingerprint=fingerprint_tensors(model.state_dict()),
                             parameters=sum(p.numel() for p in model.parameters()), **card)
         result.write(tmp)
@@ -152,7 +149,7 @@ def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: in
         chars += len(text)
     tokenizer = train_tokenizer(sample, preset.vocab_size)
     stream = token_stream(texts, tokenizer, max_tokens=preset.train_tokens)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     model = build_model(preset, tokenizer, seed).to(dev)
     cfg = TrainConfig(steps=preset.steps, lr=preset.lr, warmup_steps=preset.warmup_steps,
                       weight_decay=0.1, seed=seed)

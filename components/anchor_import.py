@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedModel
 
 from components.anchor import CARD_FILE, AnchorCard, read_fingerprint, save_anchor
-from components.atomic_dir import check_output_dir
+from components.atomic import check_output_dir
 from components.checkpoints import load_causal_lm, load_config, load_tokenizer
 from components.documents import Corpus
 from components.fingerprint import fingerprint_tensors
-from components.public_router import (
+from components.router_rows import (
     CHECKPOINT,
     PUBLIC_ROUTER_FILE,
     make_public_router,

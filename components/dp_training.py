@@ -24,11 +24,11 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.optimizers import DPOptimizer
 from pydantic import BaseModel, Field
 from torch.func import functional_call, grad_and_value, vmap
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_cosine_schedule_with_warmup
 
 from components.errors import ConfigError
 from components.lm_training import TrainConfig, TrainResult
+from components.progress import Progress
 from components.token_data import eval_windows
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ def _train_dp(model, params, private, public_batch, cfg, dp, batch_size, seq_len
     model.train()
     losses: list[float] = []
     tokens, start, steps_done = 0, time.perf_counter(), 0
-    for _ in tqdm(range(cfg.steps), desc="dp expert", disable=not progress, unit="step",
-                  mininterval=1.0):
+    for _ in Progress(range(cfg.steps), "dp expert", log, total=cfg.steps, enabled=progress):
         rows = windows[torch.rand(n, generator=generator) < q]
         extra = public_batch(generator) if public_batch else None
         batch = rows if extra is None else torch.cat([rows, extra])

@@ -51,11 +51,8 @@ class ModuleHeader(BaseModel):
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def write_module(directory: Path, tensors: dict[str, torch.Tensor], contributor: str,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from components.anchor import AnchorCard, read_fingerprint
 from components.checkpoints import load_causal_lm, load_tokenizer
+from components.devices import pick_device
 from components.documents import Corpus, CorpusFingerprint
 from components.dp_training import DPConfig, PrivacySpent, train_dp
 from components.expert_module import SHARED_PREFIX, write_module
@@ -34,9 +35,8 @@ from components.moe_layout import (
     layer_key,
     upcycle,
 )
-from components.public_router import read_public_router
 from components.router import install_routers, use_fast_experts
-from components.router_init import RouterInit, domain_vectors
+from components.router_rows import RouterInit, domain_vectors, read_public_router
 from components.token_data import token_stream, window_sampler
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
                  device: str | None = None, progress: bool = True) -> ExpertResult:
     """Train one expert module on `corpus` and write `expert.safetensors` into `workdir`."""
     fingerprint = read_fingerprint(anchor_dir)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     dense = load_causal_lm(anchor_dir)
     tokenizer = load_tokenizer(anchor_dir)
     texts = corpus.training_texts()

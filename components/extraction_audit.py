@@ -8,15 +8,18 @@ with rapidfuzz). The rate comes with a 95% Wilson interval. Reports hold counts,
 
 from __future__ import annotations
 
-import math
+import logging
 
 import torch
 from pydantic import BaseModel, Field
 from rapidfuzz.distance import Levenshtein
-from tqdm.auto import tqdm
+from scipy.stats import binomtest
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from components.errors import DataError
+from components.progress import Progress
+
+log = logging.getLogger(__name__)
 
 
 class AuditConfig(BaseModel):
@@ -42,13 +45,12 @@ class AuditResult(BaseModel):
     config: AuditConfig
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of `successes` out of `n`; (0, 1) when there is no trial."""
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _windows(texts: list[str], tokenizer: PreTrainedTokenizerBase, cfg: AuditConfig
@@ -77,7 +79,8 @@ def extraction_audit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     best: list[float] = []
     model.eval()
     batches = range(0, len(windows), cfg.batch_size)
-    for i in tqdm(batches, desc="extraction audit", disable=not progress, unit="batch"):
+    for i in Progress(batches, "extraction audit", log, total=len(batches), unit="batch",
+                      enabled=progress):
         batch = windows[i : i + cfg.batch_size]
         prefix, truth = batch[:, : cfg.prefix_tokens], batch[:, cfg.prefix_tokens :]
         out = model.generate(prefix.to(device), do_sample=True, top_k=cfg.top_k, top_p=cfg.top_p,

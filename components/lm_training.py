@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -21,11 +20,13 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers import PreTrainedModel, get_cosine_schedule_with_warmup
 
+from components.atomic import atomic_file, atomic_write
 from components.errors import CheckpointError, TrainingDiverged
+from components.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,12 @@ class _Checkpoint:
             for key, value in optimizer.state.get(p, {}).items():
                 tensors[f"adam/{key}/{n}"] = value.detach().cpu().reshape(value.shape).contiguous()
         tensors["rng"] = generator.get_state()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, self.dir / "state.safetensors.tmp")
-        (self.dir / "state.json.tmp").write_text(json.dumps(
+        # Weights first, then the JSON that points at them, each replaced whole; both carry the
+        # step, checked on load, so a crash between the two writes is detected, never resumed.
+        with atomic_file(self.dir / "state.safetensors") as tmp:
+            save_file(tensors, tmp, metadata={"step": str(step)})
+        atomic_write(self.dir / "state.json", json.dumps(
             {"step": step, "config_digest": self.digest, "losses": losses}))
-        # Weights first, then the JSON that points at them: a crash between leaves the old pair
-        # readable only if both renames happened; the JSON's step is checked against the tensors.
-        os.replace(self.dir / "state.safetensors.tmp", self.dir / "state.safetensors")
-        os.replace(self.dir / "state.json.tmp", self.dir / "state.json")
 
     def load(self, named: dict[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer,
              generator: torch.Generator) -> tuple[int, list[float]]:
@@ -97,7 +96,12 @@ class _Checkpoint:
         if meta["config_digest"] != self.digest:
             raise CheckpointError(f"checkpoint in {self.dir} was made with another training "
                                   f"config; remove it or rerun with the same options")
-        tensors = load_file(self.dir / "state.safetensors")
+        with safe_open(self.dir / "state.safetensors", framework="pt") as st:
+            saved_step = (st.metadata() or {}).get("step")
+            tensors = {key: st.get_tensor(key) for key in st.keys()}  # noqa: SIM118
+        if saved_step != str(meta["step"]):
+            raise CheckpointError(f"checkpoint in {self.dir} is inconsistent (saving was "
+                                  f"interrupted); remove it to train from the start")
         with torch.no_grad():
             for n, p in named.items():
                 p.copy_(tensors[f"param/{n}"])
@@ -141,8 +145,8 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
     model.train()
     tokens = 0
     start = time.perf_counter()
-    bar = tqdm(range(start_step, cfg.steps), desc=desc, disable=not progress, unit="step",
-               mininterval=1.0, initial=start_step, total=cfg.steps)
+    bar = Progress(range(start_step, cfg.steps), desc, log, total=cfg.steps, initial=start_step,
+                   enabled=progress)
     for step in bar:
         batch = sample_batch(generator).to(device)  # (B, T)
         with autocast_for(device):
@@ -162,7 +166,7 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
         losses.append(loss.item())
         tokens += batch.numel()
         rate = tokens / (time.perf_counter() - start)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+        bar.note(loss=f"{losses[-1]:.3f}", tok_s=f"{rate:,.0f}")
         if ckpt and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
             ckpt.save(step + 1, named, optimizer, generator, losses)
     model.eval()

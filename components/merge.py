@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from components.anchor import read_fingerprint
-from components.atomic_dir import atomic_output_dir, check_output_dir
+from components.atomic import atomic_output_dir, check_output_dir
 from components.checkpoints import load_config, load_tokenizer
 from components.errors import CheckpointError
 from components.expert_module import (
@@ -33,7 +33,7 @@ from components.expert_module import (
     read_header,
 )
 from components.moe_layout import DENSE_FFN, DOWN, GATE_UP, ROUTER, is_shared, layer_key, moe_config
-from components.public_router import PUBLIC_ROUTER_FILE
+from components.router_rows import PUBLIC_ROUTER_FILE
 
 log = logging.getLogger(__name__)
 

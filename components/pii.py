@@ -1,9 +1,17 @@
 """PII screening: find, count and redact personal data in contributor text.
 
-Kinds: e-mail addresses, phone numbers, credit-card numbers (Luhn-checked), IBANs (mod-97
-checked), US social security numbers and IP addresses. Reports carry counts by kind, never values.
-Kinds are matched in a fixed order and each match is replaced before the next kind is looked
-for, so a credit-card number is not counted again as a phone number.
+Kinds: e-mail addresses, IBANs, credit-card numbers, US social security numbers, IP addresses and
+phone numbers. Reports carry counts by kind, never values. Kinds are matched in a fixed order and
+each match is replaced before the next kind is looked for, so a card number is not counted again
+as a phone number.
+
+Checks come from maintained libraries rather than hand-written rules: `stdnum` (python-stdnum) for
+the Luhn checksum of cards and for IBANs (per-country length and format, mod-97), `ipaddress` for
+IP addresses, and `phonenumbers` (Google's libphonenumber metadata) for phone numbers, which tells
+a real number plan from dates, versions and other digit runs. A number written with `+` and a
+country code needs only a plausible length for that country; one without must be a valid number of
+one of `PHONE_REGIONS`, and not a hyphenated ISBN (`stdnum.isbn`). The matcher is slow, so it only
+runs on text holding 7+ digits close together.
 """
 
 from __future__ import annotations
@@ -14,30 +22,31 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Literal
 
+import phonenumbers
+from phonenumbers import Leniency
 from pydantic import BaseModel
+from stdnum import iban, isbn, luhn
 
 PiiPolicy = Literal["fail", "redact", "allow"]
 
+# Regions whose national-format numbers (no `+country code`) count as phone numbers.
+PHONE_REGIONS = ("US", "GB", "DE")
+# (region, leniency) passes: `None` finds only `+country` numbers; the rest need a valid number.
+_PHONE_PASSES: tuple[tuple[str | None, int], ...] = (
+    (None, Leniency.POSSIBLE), *((r, Leniency.VALID) for r in PHONE_REGIONS))
+# Cheap prefilter: the matcher only runs on text with 7+ digits joined by at most short separators.
+_DIGIT_RUN = re.compile(r"\d(?:\W{0,3}\d){6,}")
 
-def _luhn(candidate: str) -> bool:
+
+def _card(candidate: str) -> bool:
     """Card numbers: 13-19 digits, a major-network first digit (3-6), valid Luhn checksum."""
-    digits = [int(c) for c in candidate if c.isdigit()]
-    if not 13 <= len(digits) <= 19 or not 3 <= digits[0] <= 6:
-        return False
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    digits = "".join(c for c in candidate if c.isdigit())
+    return 13 <= len(digits) <= 19 and digits[0] in "3456" and luhn.is_valid(digits)
 
 
-def _iban(candidate: str) -> bool:
-    s = candidate.replace(" ", "")
-    if not 15 <= len(s) <= 34:
-        return False
-    rearranged = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+def _isbn(candidate: str) -> bool:
+    """A valid ISBN hyphenated as ISBNs are (0-306-40615-2 is also a valid German number)."""
+    return isbn.is_valid(candidate) and isbn.format(candidate) == candidate
 
 
 def _ip(candidate: str) -> bool:
@@ -48,20 +57,17 @@ def _ip(candidate: str) -> bool:
     return True
 
 
-# (kind, pattern, extra check); order matters (see module docstring).
+# (kind, pattern, extra check); order matters (see module docstring). Phones use the matcher.
 _RULES: list[tuple[str, re.Pattern[str], Callable[[str], bool] | None]] = [
     ("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
      None),
-    ("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban),
-    ("credit_card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _luhn),
+    ("iban", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), iban.is_valid),
+    ("credit_card", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), _card),
     ("us_ssn", re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b"), None),
     # Any run of hex digits, dots and colons; only what `ipaddress` accepts counts.
     ("ip_address", re.compile(r"(?<![\w:.])[0-9A-Fa-f:.]*[0-9A-Fa-f](?![\w:]|\.\w)"), _ip),
-    # Two or three digit groups with separators; not a slice of a longer digit run.
-    ("phone", re.compile(r"(?<![\w+-])(?<!\d[ .])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"
-                         r"\d{3,4}[ .-]\d{3,4}(?![\w-]|[ .-]\d)"), None),
 ]
-KINDS = tuple(kind for kind, _, _ in _RULES)
+KINDS = (*(kind for kind, _, _ in _RULES), "phone")
 
 
 def scrub(text: str) -> tuple[str, Counter[str]]:
@@ -75,6 +81,13 @@ def scrub(text: str) -> tuple[str, Counter[str]]:
             return f"[{kind.upper()}]"
 
         text = pattern.sub(replace, text)
+    for region, leniency in _PHONE_PASSES if _DIGIT_RUN.search(text) else ():
+        spans = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, region, leniency)
+                 if not _isbn(m.raw_string)]
+        for start, end in reversed(spans):
+            text = f"{text[:start]}[PHONE]{text[end:]}"
+        if spans:
+            counts["phone"] += len(spans)
     return text, counts
 
 

@@ -3,6 +3,8 @@ and every other tensor frozen, on a small public proxy set (public text is every
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
@@ -157,3 +159,27 @@ def supervised_proxy_tuner(proxies: dict[str, list[str]], tokenizer, cfg: Router
                             progress=progress)
 
     return tune
+
+
+def public_router_tuner(anchor: Path, steps: int, lr: float = 1e-3,
+                        domains: dict[str, str | None] | None = None, progress: bool = True):
+    """A `merge(..., tune=...)` hook: router tuning on public text only (public text is
+    everyone's, so no contributor's data is needed); None when `steps` is 0.
+
+    With `domains` (expert -> built-in domain) naming a domain for every expert, each expert gets
+    the public mix's slice of its domain as proxy text and the supervised router loss; otherwise
+    the routers tune on the LM loss over the public mix."""
+    if steps == 0:
+        return None
+    from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain, proxy_corpus
+    from components.checkpoints import load_tokenizer
+
+    cfg = RouterTuningConfig(steps=steps, lr=lr)
+    tokenizer = load_tokenizer(anchor)
+    if domains and all(d in PRIVATE_DOMAINS for d in domains.values()):
+        proxies = {PUBLIC: proxy_corpus(PUBLIC).split("train").texts()}
+        proxies |= {name: proxy_corpus(d).split("train").texts() for name, d in domains.items()}
+        return supervised_proxy_tuner(proxies, tokenizer, cfg, progress=progress)
+    return public_proxy_tuner(load_domain(PUBLIC).split("train").texts(), tokenizer, cfg,
+                              progress=progress)
+

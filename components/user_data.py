@@ -99,7 +99,7 @@ def load_directory(directory: Path, name: str | None = None) -> Corpus:
 def write_directory(corpus: Corpus, out: Path, file_name: str) -> Path:
     """Write `corpus` as one .jsonl file in a new directory that `load_directory` reads back,
     atomically. Documents go in document-hash order, so the same text gives the same bytes."""
-    from components.atomic_dir import atomic_output_dir
+    from components.atomic import atomic_output_dir
 
     lines = [json.dumps({"text": text}, ensure_ascii=False) + "\n" for text in corpus.texts()]
     with atomic_output_dir(out) as tmp:

@@ -122,11 +122,16 @@ def validate_directory(directory: Path, cfg: ValidationConfig | None = None,
     """Run the suite; returns flexo's report and GX's own result (both free of text)."""
     import great_expectations as gx
     import pandas as pd
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from components.progress import bars_enabled
 
     cfg = cfg or ValidationConfig()
     columns = ["has_text", "supported_type", "utf8", "chars", "printable_ratio", "digest"]
     frame = pd.DataFrame(_rows(directory), columns=columns)
     context = gx.get_context(mode="ephemeral")
+    # GX's per-metric bars follow flexo's switch (off while a live display owns the terminal).
+    context.variables.progress_bars = ProgressBarsConfig(globally=bars_enabled())
     batch = (context.data_sources.add_pandas(name="contributor")
              .add_dataframe_asset(name="documents")
              .add_batch_definition_whole_dataframe("all"))

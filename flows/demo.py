@@ -1,23 +1,32 @@
-"""The demo's story (DESIGN §4), told through the real flows on the built-in corpora: anchor ->
-three contributors' experts -> reviews by declared demo reviewers -> release -> a withdrawal ->
-the re-release. Each step is the flow an operator, contributor or reviewer would run."""
+"""`demo_flow`: the story of DESIGN §4 on the built-in corpora, one parent flow whose steps are the
+real flows an operator, contributor or reviewer would run (Prefect shows them as subflows):
+
+    1 anchor_flow -> 2 contribute_flow per contributor -> 3 review_flow per module (declared demo
+    reviewers) -> 4 release_flow -> 5 withdraw_flow (revoke and re-release) -> 6 summary
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from components.expert_training import ExpertConfig
 from components.extraction_audit import AuditConfig
-from flows.contribute import ContributeConfig
-from flows.release import ReleaseConfig, ReleaseResult
+from flows.anchor import anchor_flow
+from flows.contribute import ContributeConfig, contribute_flow
+from flows.release import ReleaseConfig, ReleaseResult, release_flow
+from flows.review import declare_reviewer, review_flow
+from flows.withdraw import withdraw_flow
 
 # Contributor id -> the built-in domain standing in for its closed data.
 CONTRIBUTORS = {"code-commons": "code", "legal-aid": "legal", "med-notes": "medical"}
 REVIEWERS = ("demo-reviewer-a", "demo-reviewer-b")  # declared as demo reviewers, recorded so
 WITHDRAWING = "legal-aid"
+STEPS = 6
 
 
 class DemoPlan(BaseModel):
@@ -50,42 +59,56 @@ class DemoResult(BaseModel):
     contributions: dict[str, int]  # contributor -> registered version
 
 
-def run_demo(home: Path, quick: bool, say: Callable[[str], None]) -> DemoResult:
-    """Run the whole story in `home` (FLEXO_HOME); `say` reports each step as it starts."""
+@task(cache_policy=NO_CACHE)
+def contributor_data(home: Path, contributor: str, domain: str) -> Path:
+    """The contributor's closed text on "their machine": the built-in domain's train split."""
     from components.builtin_corpora import load_domain
     from components.user_data import write_directory
-    from flows.anchor import anchor_flow
-    from flows.contribute import contribute_flow
-    from flows.release import release_flow
-    from flows.review import declare_reviewer, record_review
-    from flows.withdraw import withdraw_flow
 
+    data = home / "contributors" / contributor / "data"
+    if not data.exists():
+        write_directory(load_domain(domain).split("train"), data, domain)
+    return data
+
+
+@task(cache_policy=NO_CACHE)
+def declare_demo_reviewers() -> None:
+    for name in REVIEWERS:
+        declare_reviewer(name, kind="demo", organisation="flexo demo")
+
+
+@flow(name="demo")
+def demo_flow(home: Path, quick: bool = False,
+              say: Callable[[str], None] | None = None) -> DemoResult:
+    """Run the whole story in `home` (FLEXO_HOME); `say` (default: the run logger) reports each
+    step as it starts."""
     p = plan(quick)
-    say(f"1/6 operator: train the public anchor ({p.preset} preset) and register flexo-anchor")
+    say = say or get_run_logger().info
+    say(f"1/{STEPS} operator: train the public anchor ({p.preset} preset) and register "
+        f"flexo-anchor")
     anchor = anchor_flow(preset=p.preset)
     contributions = {}
     for i, (contributor, domain) in enumerate(CONTRIBUTORS.items()):
-        say(f"2/6 contributor {contributor}: validate, train, evaluate, audit and publish an "
-            f"expert on its closed {domain} text ({i + 1}/{len(CONTRIBUTORS)})")
-        data = home / "contributors" / contributor / "data"  # stays on "their machine"
-        if not data.exists():
-            write_directory(load_domain(domain).split("train"), data, domain)
+        say(f"2/{STEPS} contributor {contributor}: validate, train, evaluate, audit and publish "
+            f"an expert on its closed {domain} text ({i + 1}/{len(CONTRIBUTORS)})")
+        data = contributor_data(home, contributor, domain)
         cfg = ContributeConfig(expert=p.expert, audit=p.audit, domain=domain,
                                eval_max_tokens=p.eval_max_tokens)
         contributions[contributor] = contribute_flow(contributor, data, anchor.directory,
                                                      cfg).version
-    say(f"3/6 reviewers: {', '.join(REVIEWERS)} (declared as demo reviewers) approve each module")
-    for name in REVIEWERS:
-        declare_reviewer(name, kind="demo", organisation="flexo demo")
+    say(f"3/{STEPS} reviewers: {', '.join(REVIEWERS)} (declared as demo reviewers) approve each "
+        f"module")
+    declare_demo_reviewers()
     for i, (contributor, version) in enumerate(contributions.items()):
-        record_review(contributor, version, REVIEWERS[i % len(REVIEWERS)], "approved",
-                      note="demo review: automatic, not a human judgement")
-    say("4/6 operator: merge the approved modules, evaluate, gate and register flexo-release")
+        review_flow(contributor, version, REVIEWERS[i % len(REVIEWERS)], "approved",
+                    note="demo review: automatic, not a human judgement")
+    say(f"4/{STEPS} operator: merge the approved modules, evaluate, gate and register "
+        f"flexo-release")
     first = release_flow(p.release)
-    say(f"5/6 {WITHDRAWING} withdraws: its versions are revoked and the release is rebuilt "
+    say(f"5/{STEPS} {WITHDRAWING} withdraws: its versions are revoked and the release is rebuilt "
         f"without it")
-    withdrawal = withdraw_flow(WITHDRAWING, actor=WITHDRAWING, reason="demo withdrawal")
-    say("6/6 summary")
+    withdrawal = withdraw_flow(WITHDRAWING, actor=WITHDRAWING, reason="demo withdrawal",
+                               release=p.release)  # judged as the first release was
+    say(f"6/{STEPS} summary")
     return DemoResult(home=home, anchor=anchor.directory, first=first,
-                      after_withdrawal=withdrawal.release,
-                      contributions=contributions)
+                      after_withdrawal=withdrawal.release, contributions=contributions)

@@ -20,8 +20,9 @@ def train_module(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConf
                  out_dir: Path, device: str | None = None, progress: bool = True,
                  ) -> tuple[ExpertManifest, ExpertResult]:
     """Train on `corpus` (public text mixed in per `cfg`) and write `out_dir` all at once."""
-    from components.atomic_dir import atomic_output_dir
+    from components.atomic import atomic_output_dir
     from components.builtin_corpora import PUBLIC, load_domain
+    from components.clock import timestamp
     from components.expert_training import train_expert
     from flows.versioning import code_version
     from governance.manifest import DataFingerprint
@@ -36,35 +37,27 @@ def train_module(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConf
             data_fingerprint=DataFingerprint(**result.data_fingerprint.model_dump()),
             training=result.config.model_dump(), metrics=result.metrics,
             differential_privacy=result.privacy.model_dump() if result.privacy else None,
-            code_version=code_version(),
+            code_version=code_version(), created_at=timestamp(),
         )
         manifest.write(tmp)
     shutil.rmtree(resume, ignore_errors=True)
     return manifest, result
 
 
-def public_router_tuner(anchor: Path, steps: int, lr: float = 1e-3,
-                        domains: dict[str, str | None] | None = None):
-    """A `merge(..., tune=...)` hook: router tuning on public text only (public text is
-    everyone's, so no contributor's data is needed); None when `steps` is 0.
+def intact_module(directory: Path) -> ExpertManifest | None:
+    """The module's manifest if `directory` holds a whole module whose weights still hash to
+    what the manifest promises; None otherwise (missing, partial or altered)."""
+    from pydantic import ValidationError
 
-    With `domains` (expert -> built-in domain) naming a domain for every expert, each expert gets
-    the public mix's slice of its domain as proxy text and the supervised router loss; otherwise
-    the routers tune on the LM loss over the public mix."""
-    if steps == 0:
+    from components.expert_module import file_sha256
+    from governance.manifest import MANIFEST_FILE
+
+    if not (directory / MANIFEST_FILE).is_file():
         return None
-    from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain, proxy_corpus
-    from components.checkpoints import load_tokenizer
-    from components.router_tuning import (
-        RouterTuningConfig,
-        public_proxy_tuner,
-        supervised_proxy_tuner,
-    )
-
-    cfg = RouterTuningConfig(steps=steps, lr=lr)
-    tokenizer = load_tokenizer(anchor)
-    if domains and all(d in PRIVATE_DOMAINS for d in domains.values()):
-        proxies = {PUBLIC: proxy_corpus(PUBLIC).split("train").texts()}
-        proxies |= {name: proxy_corpus(d).split("train").texts() for name, d in domains.items()}
-        return supervised_proxy_tuner(proxies, tokenizer, cfg)
-    return public_proxy_tuner(load_domain(PUBLIC).split("train").texts(), tokenizer, cfg)
+    try:
+        manifest = ExpertManifest.read(directory)
+    except (ValidationError, ValueError):
+        return None
+    weights = directory / manifest.weights_file
+    return manifest if weights.is_file() and file_sha256(weights) == manifest.weights_sha256 \
+        else None

@@ -1,41 +1,39 @@
-"""`release_flow`: the operator's step. Gather the latest approved, not withdrawn module of each
-contributor -> merge -> evaluate (per-domain perplexity, routing, plots) -> gate -> register a
-`flexo-release` version with alias `candidate`, promote it to `production` when the gate passes
--> emit `flexo.release.published`.
+"""`release_flow`: the operator's step.
+
+    select the newest approved module per contributor -> fetch them against their approved
+    hashes -> merge (routers tuned on public proxy text) -> evaluate (per-domain perplexity,
+    routing, plots) -> gate -> write release.json and the model card -> register a
+    `flexo-release` version (alias `candidate`; `production` when the gate passed) and emit
+    `flexo.release.published` -> install it under FLEXO_HOME
 
 Nothing is registered until the release has been built, evaluated and judged: a failure on the
-way leaves the registry and the `production` alias as they were.
+way leaves the registry and the `production` alias as they were, and no build directory behind.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import shutil
 from pathlib import Path
 
-import mlflow
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
+from components.atomic import removed_on_failure
 from components.expert_module import ModuleRef
 from components.merge import MergeRecord
-from flows import release_registry, tracking
-from flows.modules import public_router_tuner
-from flows.release_registry import Selection
+from flows import events
 from flows.settings import flexo_home
+from flows.tracking import registry, releases, runs
 from governance.release import (
     DomainFigures,
     GateDecision,
     ReleasedExpert,
     ReleaseRecord,
     judge_release,
-    model_card,
 )
+from governance.selection import Selection
 
 EXPERIMENT = "flexo-release"
-PUBLISHED_EVENT = "flexo.release.published"
 
 
 class ReleaseConfig(BaseModel):
@@ -57,10 +55,28 @@ class ReleaseResult(BaseModel):
     mlflow_run_id: str
 
 
+@task(cache_policy=NO_CACHE)
+def new_build() -> Path:
+    """`$FLEXO_HOME/releases/build-<time>`: where the release is built before it has a version."""
+    from components.clock import stamp
+
+    return flexo_home() / "releases" / f"build-{stamp()}"
+
+
 @task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def select_modules() -> Selection:
-    """The newest anchor and, per contributor, the newest approved version trained on it."""
-    selection = release_registry.select()
+    """The newest anchor and, per contributor, the newest approved version trained on it; the
+    flow's run is tagged with the anchor and expert versions (`flexo lineage` walks these)."""
+    from governance.selection import select_experts
+
+    anchor = registry.anchor_version()
+    selection = select_experts(anchor.version, anchor.tags.anchor_fingerprint,
+                               {c: registry.expert_versions(c) for c in registry.contributors()})
+    runs.set_tags({"flexo.anchor_version": str(selection.anchor_version)}
+                  | {f"flexo.expert.{e.contributor}.version": str(e.version)
+                     for e in selection.experts}
+                  | {f"flexo.expert.{e.contributor}.run_id": e.contribute_run_id
+                     for e in selection.experts})
     log = get_run_logger()
     for e in selection.experts:
         log.info("including %s version %d (reviewed by %s)", e.registered_model, e.version,
@@ -72,28 +88,47 @@ def select_modules() -> Selection:
 
 @task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def fetch(selection: Selection) -> tuple[Path, list[ModuleRef]]:
-    """Local copies of the anchor and the approved modules, each checked against its hash."""
-    return release_registry.fetch(selection.anchor_version, selection.experts)
+    """Local copies of the anchor and the approved modules; a module whose weights differ from
+    what the reviewer approved is refused."""
+    from components.errors import CheckpointError
+    from components.expert_module import file_sha256
+    from governance.manifest import ExpertManifest
+
+    anchor = registry.download(registry.anchor_version(number=selection.anchor_version),
+                               "anchor", "anchors")
+    refs = []
+    for e in selection.experts:
+        directory = registry.download(registry.expert_version(e.contributor, e.version),
+                                      "module", "modules")
+        actual = file_sha256(directory / ExpertManifest.read(directory).weights_file)
+        if actual != e.weights_sha256:
+            raise CheckpointError(f"{e.registered_model} version {e.version}: weights "
+                                  f"{actual[:12]} differ from the approved {e.weights_sha256[:12]}; "
+                                  f"the module must be re-published and reviewed")
+        refs.append(ModuleRef(name=e.contributor, directory=directory,
+                              weights_sha256=e.weights_sha256))
+    return anchor, refs
 
 
 @task(cache_policy=NO_CACHE)
-def merge_release(anchor: Path, modules: list[ModuleRef], out: Path,
-                  domains: dict[str, str | None], cfg: ReleaseConfig) -> MergeRecord:
+def merge_release(anchor: Path, modules: list[ModuleRef], out: Path, selection: Selection,
+                  cfg: ReleaseConfig) -> MergeRecord:
     """Merge with every expert on (top-k all by default), routers tuned on public proxy text:
     the public mix's slice of each contributor's declared domain when all declared one."""
     from components.merge import merge
+    from components.router_tuning import public_router_tuner
 
     top_k = cfg.top_k or len(modules) + 1
-    with tracking.child_run("merge"):
-        mlflow.log_params({"top_k": top_k, "router_tuning_steps": cfg.router_tuning_steps,
-                           "router_tuning_lr": cfg.router_tuning_lr,
-                           "experts": ",".join(m.name for m in modules)})
+    with runs.child_run("merge"):
+        runs.log_params({"top_k": top_k, "router_tuning_steps": cfg.router_tuning_steps,
+                         "router_tuning_lr": cfg.router_tuning_lr,
+                         "experts": ",".join(m.name for m in modules)})
         tune = public_router_tuner(anchor, cfg.router_tuning_steps, cfg.router_tuning_lr,
-                                   domains)
+                                   {e.contributor: e.domain for e in selection.experts})
         record = merge(anchor, modules, out, top_k=top_k, tune=tune)
-        mlflow.log_dict(record.model_dump(), "merge_record.json")
+        runs.log_dict(record.model_dump(), "merge_record.json")
         if record.router_tuning:
-            mlflow.log_metrics({f"router_tuning.{k}": v for k, v in record.router_tuning.items()})
+            runs.log_metrics({f"router_tuning.{k}": v for k, v in record.router_tuning.items()})
     return record
 
 
@@ -102,8 +137,10 @@ def evaluate_release(release: Path, anchor: Path, cfg: ReleaseConfig,
                      ) -> tuple[dict[str, DomainFigures], str]:
     """Anchor and release on every built-in domain's held-out split: perplexity, routing shares,
     a table and two PNGs in the evaluation's child run. Returns the figures and the run id."""
+    from components import plots
     from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
     from components.evaluation import evaluate_model
+    from governance.release import figures_table
 
     corpora = [load_domain(name).split("test") for name in (PUBLIC, *PRIVATE_DOMAINS)]
     before = evaluate_model(anchor, corpora, cfg.eval_max_tokens, device=cfg.device)
@@ -111,9 +148,23 @@ def evaluate_release(release: Path, anchor: Path, cfg: ReleaseConfig,
     figures = {a.domain.split(":")[0]: DomainFigures(anchor=a.perplexity, release=r.perplexity,
                                                      tokens=r.tokens, routing=r.routing)
                for a, r in zip(before, after, strict=True)}
-    with tracking.child_run("evaluate") as run:
-        tracking.log_release_figures(figures)
-    return figures, run.info.run_id
+    metrics = {}
+    for domain, f in figures.items():
+        metrics |= {f"perplexity.{domain}.anchor": f.anchor,
+                    f"perplexity.{domain}.release": f.release, f"change.{domain}": f.change}
+        metrics |= {f"routing.{domain}.{expert}": share for expert, share in f.routing.items()}
+    series = {"anchor": {d: f.anchor for d, f in figures.items()},
+              "release": {d: f.release for d, f in figures.items()}}
+    with runs.child_run("evaluate") as run_id:
+        runs.log_figures(
+            metrics, figures_table(figures, routing=True),
+            {"perplexity.png": lambda path: plots.perplexity_bars(
+                path, series, "Held-out perplexity per domain"),
+             "routing.png": lambda path: plots.routing_heatmap(
+                path, {d: f.routing for d, f in figures.items()},
+                "Share of router mass per expert")},
+            {d: f.model_dump() for d, f in figures.items()})
+    return figures, run_id
 
 
 @task(cache_policy=NO_CACHE)
@@ -126,52 +177,74 @@ def gate(figures: dict[str, DomainFigures], experts: list[ReleasedExpert],
     return decision
 
 
+@task(cache_policy=NO_CACHE)
+def write_release_files(build: Path, selection: Selection, merged: MergeRecord,
+                        figures: dict[str, DomainFigures], decision: GateDecision,
+                        ) -> ReleaseRecord:
+    """`release.json` (what went in, how it measured, the decision) and the model card."""
+    from components.atomic import atomic_write
+    from components.clock import timestamp
+    from flows.versioning import code_version
+    from governance.release import model_card
+
+    record = ReleaseRecord(
+        anchor_version=selection.anchor_version, anchor_fingerprint=selection.anchor_fingerprint,
+        experts=selection.experts, excluded=selection.excluded, top_k=merged.top_k,
+        plan_digest=merged.plan_digest, router_tuning=merged.router_tuning, figures=figures,
+        gate=decision, code_version=code_version(), created_at=timestamp())
+    atomic_write(build / "release.json", record.model_dump_json(indent=2) + "\n")
+    atomic_write(build / "README.md", model_card(record))
+    return record
+
+
 @task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
 def register_release(directory: Path, record: ReleaseRecord, evaluation_run_id: str) -> int:
     """The release as a pyfunc model version (its artifacts: the HF checkpoint), alias
     `candidate`; `production` too when the gate passed."""
-    version = release_registry.register(directory, record, evaluation_run_id)
-    emit_event(event=PUBLISHED_EVENT,
-               resource={"prefect.resource.id": f"flexo.release.{version}"},
-               payload={"version": version, "production": record.gate.passed,
-                        "experts": {e.contributor: e.version for e in record.experts}})
+    from governance.tags import ReleaseTags
+
+    tags = ReleaseTags(
+        anchor_version=record.anchor_version, anchor_fingerprint=record.anchor_fingerprint,
+        experts={e.contributor: e.version for e in record.experts},
+        excluded=list(record.excluded), gate="passed" if record.gate.passed else "failed",
+        plan_digest=record.plan_digest, release_run_id=runs.active_run_id(),
+        evaluation_run_id=evaluation_run_id, code_version=record.code_version)
+    version = releases.register_release(directory, tags, record.model_dump(mode="json"))
+    events.emit(events.RELEASE_PUBLISHED, f"flexo.release.{version}",
+                {"version": version, "production": record.gate.passed,
+                 "experts": {e.contributor: e.version for e in record.experts}})
     get_run_logger().info("registered flexo-release version %d (%s)", version,
                           "production" if record.gate.passed else "candidate only")
     return version
 
 
+@task(cache_policy=NO_CACHE)
+def install(build: Path, version: int, promoted: bool) -> Path:
+    """Move the build to `$FLEXO_HOME/releases/v<N>`; point `releases/production` at it when
+    promoted (what `flexo generate` loads by default), in one atomic swap of the link."""
+    from components.atomic import atomic_file
+
+    target = build.with_name(f"v{version}")
+    build.rename(target)
+    if promoted:
+        with atomic_file(target.with_name("production")) as link:
+            link.symlink_to(target.name)
+    return target
+
+
 @flow(name="release")
 def release_flow(config: ReleaseConfig | None = None) -> ReleaseResult:
     """Build, evaluate, gate and register a release from the registry's approved modules."""
-    from flows.versioning import code_version
-
     cfg = config or ReleaseConfig()
-    tracking.configure()
-    tracking.use_experiment(EXPERIMENT)
-    build = flexo_home() / "releases" / f"build-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}"
-    with mlflow.start_run(run_name="release") as run:
-        mlflow.set_tags({"flexo.kind": "release"})
-        tracking.log_flat_params(cfg.model_dump())
-        try:
-            selection = select_modules()
-            tracking.tag_lineage(selection.anchor_version, selection.experts)
-            anchor, modules = fetch(selection)
-            merged = merge_release(anchor, modules, build,
-                                   {e.contributor: e.domain for e in selection.experts}, cfg)
-            figures, evaluation_run = evaluate_release(build, anchor, cfg)
-            decision = gate(figures, selection.experts, cfg)
-            record = ReleaseRecord(
-                anchor_version=selection.anchor_version,
-                anchor_fingerprint=selection.anchor_fingerprint, experts=selection.experts,
-                excluded=selection.excluded, top_k=merged.top_k, plan_digest=merged.plan_digest,
-                router_tuning=merged.router_tuning, figures=figures, gate=decision,
-                code_version=code_version())
-            (build / "release.json").write_text(record.model_dump_json(indent=2) + "\n")
-            (build / "README.md").write_text(model_card(record))
-            version = register_release(build, record, evaluation_run)
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)  # nothing half-built stays behind
-            raise
-        directory = release_registry.install(build, version, promoted=decision.passed)
+    with runs.flow_run(EXPERIMENT, "release", {"flexo.kind": "release"},
+                       cfg.model_dump()) as run_id, removed_on_failure(new_build()) as build:
+        selection = select_modules()
+        anchor, modules = fetch(selection)
+        merged = merge_release(anchor, modules, build, selection, cfg)
+        figures, evaluation_run = evaluate_release(build, anchor, cfg)
+        decision = gate(figures, selection.experts, cfg)
+        record = write_release_files(build, selection, merged, figures, decision)
+        version = register_release(build, record, evaluation_run)
+        directory = install(build, version, decision.passed)
     return ReleaseResult(version=version, directory=directory, promoted=decision.passed,
-                         record=record, mlflow_run_id=run.info.run_id)
+                         record=record, mlflow_run_id=run_id)

@@ -6,7 +6,6 @@ revealing it, the weights hash pins the exact tensors a reviewer approved.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,7 @@ class ExpertManifest(BaseModel):
     differential_privacy: dict[str, float] | None = None  # epsilon, delta, noise, sample rate
     licence: str = "proprietary"
     code_version: str
-    created_at: str = Field(
-        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    created_at: str  # when the module was written, by the contributor's clock
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / MANIFEST_FILE

@@ -4,11 +4,10 @@ as numbers from the evaluation."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pydantic import BaseModel, Field
 
 from governance.contributors import ContributorId
+from governance.markdown import markdown_table
 
 PUBLIC_DOMAIN = "public"
 
@@ -93,33 +92,44 @@ class ReleaseRecord(BaseModel):
     gate: GateDecision
     ledger_head: str | None = None  # the audit ledger arrives with the Governance issue
     code_version: str
-    created_at: str = Field(
-        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    created_at: str  # when the release was built, by the operator's clock
+
+
+def figures_table(figures: dict[str, DomainFigures], routing: bool = False) -> str:
+    """Held-out perplexity per domain, anchor against release (the model card's table); with
+    `routing`, each domain's router shares too (the release evaluation's `evaluation.md`)."""
+    headers, align = ["domain", "anchor", "release", "change"], ["left", "right", "right", "right"]
+    rows = [[domain, f"{f.anchor:.2f}", f"{f.release:.2f}", f"{f.change:+.1%}"]
+            for domain, f in figures.items()]
+    if routing:
+        headers.append("routing")
+        align.append("left")
+        for row, f in zip(rows, figures.values(), strict=True):
+            row.append(", ".join(f"{expert} {share:.0%}" for expert, share in f.routing.items()))
+    return markdown_table(headers, rows, align)
 
 
 def model_card(record: ReleaseRecord) -> str:
     """The release's README.md: what it is, who contributed, how it measured."""
-    lines = ["---", "library_name: transformers", "tags: [flexolmo, mixture-of-experts, flexo]",
-             "---", "", "# flexo release", "",
-             ("A FlexOlmo mixture of experts: the public anchor's FFN is expert 0 (`public`); each "
-             "contributor's module is one more expert, trained on closed data that never left "
-             "the contributor. Any expert can be switched off at inference "
-             "(`flexo generate --exclude ID`)."), "",
-             (f"- anchor: `flexo-anchor` version {record.anchor_version} "
-             f"(fingerprint `{record.anchor_fingerprint[:16]}`)"),
-             f"- experts active per token: {record.top_k}; merge plan `{record.plan_digest[:16]}`",
-             "", "## Contributors", "",
-             "| contributor | module version | weights sha256 | reviewed by |",
-             "|---|---|---|---|"]
-    for e in record.experts:
-        lines.append(f"| {e.contributor} | {e.registered_model} v{e.version} | "
-                     f"`{e.weights_sha256[:16]}` | {e.reviewed_by} ({e.reviewer_kind}) |")
-    for who, why in record.excluded.items():
-        lines.append(f"| ~~{who}~~ | not included: {why} | | |")
-    lines += ["", "## Held-out perplexity", "", "| domain | anchor | release | change |",
-              "|---|---|---|---|"]
-    for domain, f in record.figures.items():
-        lines.append(f"| {domain} | {f.anchor:.2f} | {f.release:.2f} | {f.change:+.1%} |")
+    contributors = [[e.contributor, f"{e.registered_model} v{e.version}",
+                     f"`{e.weights_sha256[:16]}`", f"{e.reviewed_by} ({e.reviewer_kind})"]
+                    for e in record.experts]
+    contributors += [[f"~~{who}~~", f"not included: {why}", "", ""]
+                     for who, why in record.excluded.items()]
     verdict = "passed" if record.gate.passed else "FAILED: " + "; ".join(record.gate.failures())
-    lines += ["", f"Release gate: {verdict}.", ""]
-    return "\n".join(lines)
+    return "\n".join([
+        "---", "library_name: transformers", "tags: [flexolmo, mixture-of-experts, flexo]",
+        "---", "", "# flexo release", "",
+        ("A FlexOlmo mixture of experts: the public anchor's FFN is expert 0 (`public`); each "
+         "contributor's module is one more expert, trained on closed data that never left "
+         "the contributor. Any expert can be switched off at inference "
+         "(`flexo generate --exclude ID`)."), "",
+        (f"- anchor: `flexo-anchor` version {record.anchor_version} "
+         f"(fingerprint `{record.anchor_fingerprint[:16]}`)"),
+        f"- experts active per token: {record.top_k}; merge plan `{record.plan_digest[:16]}`",
+        "", "## Contributors", "",
+        markdown_table(["contributor", "module version", "weights sha256", "reviewed by"],
+                       contributors),
+        "", "## Held-out perplexity", "",
+        figures_table(record.figures),
+        "", f"Release gate: {verdict}.", ""])

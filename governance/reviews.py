@@ -1,19 +1,21 @@
 """Reviews of expert-module versions: who may review, and what a decision must satisfy.
 
-Reviewers are declared before they act (a roster under FLEXO_HOME); a declared demo reviewer is
-recorded as such, so no one mistakes the demo's approvals for a real review. Rules: the reviewer
-is declared, is not the contributor, and decides only on a version that is still pending.
+Reviewers are declared before they act (a roster, kept by flows under FLEXO_HOME); a declared demo
+reviewer is recorded as such, so no one mistakes the demo's approvals for a real review. Rules:
+the reviewer is declared, is not the contributor, and decides only on a version that is still
+pending.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from governance.contributors import ContributorId
+
+if TYPE_CHECKING:
+    from governance.tags import ReviewTags
 
 ReviewerKind = Literal["human", "demo"]
 Decision = Literal["approved", "rejected"]
@@ -34,18 +36,9 @@ class Reviewer(BaseModel):
 
 
 class Roster(BaseModel):
+    """Declared reviewers (`reviewers.json`)."""
+
     reviewers: list[Reviewer] = []
-
-    @classmethod
-    def read(cls, home: Path) -> Roster:
-        path = home / ROSTER_FILE
-        return cls.model_validate_json(path.read_text()) if path.is_file() else cls()
-
-    def write(self, home: Path) -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        tmp = home / f".{ROSTER_FILE}.partial"
-        tmp.write_text(self.model_dump_json(indent=2) + "\n")
-        tmp.replace(home / ROSTER_FILE)
 
     def declare(self, reviewer: Reviewer) -> Roster:
         others = [r for r in self.reviewers if r.name != reviewer.name]
@@ -67,12 +60,14 @@ class Review(BaseModel):
     reviewer: Reviewer
     decision: Decision
     note: str = Field("", max_length=500)
-    at: str = Field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    at: str  # when, by the recording side's clock
 
-    def tags(self) -> dict[str, str]:
-        return {"reviewed_by": self.reviewer.name, "reviewer_kind": self.reviewer.kind,
-                "reviewed_at": self.at, "review_note": self.note,
-                "approval_status": self.decision}  # last: readers see a complete review
+    def tags(self) -> ReviewTags:
+        from governance.tags import ReviewTags
+
+        return ReviewTags(reviewed_by=self.reviewer.name, reviewer_kind=self.reviewer.kind,
+                          reviewed_at=self.at, review_note=self.note,
+                          approval_status=self.decision)
 
 
 def check_review(review: Review, status: str) -> None:

@@ -11,6 +11,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # One ephemeral Prefect server for the session, its database in a fresh directory the tests scan.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="flexo-test-prefect-"))
+# Commands log under FLEXO_HOME/logs: by default a fresh directory, never the checkout's .flexo.
+os.environ.setdefault("FLEXO_HOME", tempfile.mkdtemp(prefix="flexo-test-home-"))
 
 from pathlib import Path
 

@@ -66,7 +66,7 @@ def test_tiny_preset_writes_every_table_plot_and_claim(claims_run):
                     "## Diagnostics", "## Extraction audit"):
         assert heading in md
     for c in report["claims"]:
-        assert f"| {c['id']} |" in md and f"**{'PASS' if c['pass'] else 'FAIL'}**" in md
+        assert f"| {c['id']} " in md and f"**{'PASS' if c['pass'] else 'FAIL'}**" in md
     for name in PLOTS.values():
         assert f"]({name})" in md
         image = mpimg.imread(out / name)  # a real PNG, decoded

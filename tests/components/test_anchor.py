@@ -6,10 +6,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, FlexOlmoConfig, Fl
 
 from components.anchor import AnchorCard, build_model, get_preset
 from components.anchor_import import import_anchor
-from components.atomic_dir import atomic_output_dir
+from components.atomic import atomic_output_dir
 from components.errors import CheckpointError, ConfigError, OutputExistsError
+from components.evaluation import perplexity
 from components.fingerprint import fingerprint_checkpoint
-from components.perplexity import perplexity
 from components.token_data import token_stream
 
 

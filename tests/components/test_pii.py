@@ -1,7 +1,7 @@
 """PII screening finds every planted kind, counts it right, and never reports a value."""
 
 import pytest
-from pii_samples import DECOYS, PLANTED
+from pii_samples import DECOYS, MORE_PHONES, PLANTED
 
 from components.pii import KINDS, screen, scrub
 
@@ -26,3 +26,17 @@ def test_redact_removes_values_and_reports_only_counts(policy):
         assert value not in dumped
         assert (value in texts[0]) == (policy != "redact")
     assert texts[1] == "clean text"
+
+
+def test_decoys_alone_are_not_pii():
+    _, counts = scrub("Not PII: " + ", ".join(DECOYS) + ".")
+    assert counts == {}
+    _, report = screen(DECOYS, "redact")
+    assert report.documents_with_pii == 0 and report.found == 0
+
+
+@pytest.mark.parametrize("number", MORE_PHONES)
+def test_phone_formats_are_counted_once(number):
+    text, counts = scrub(f"Call {number} after 12:30 on 2020-01-15.")
+    assert dict(counts) == {"phone": 1}
+    assert text == "Call [PHONE] after 12:30 on 2020-01-15."

@@ -97,7 +97,7 @@ def test_data_export_refuses_an_unknown_domain_in_one_line(cli, tmp_path):
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "finance" in lines[0]
-    assert "public, code, legal, medical, literature" in lines[0]
+    assert "'public', 'code', 'legal', 'medical', 'literature'" in lines[0]
     assert not (tmp_path / "x").exists()
 
 

@@ -124,9 +124,10 @@ def test_expert_train_refuses_bad_options_before_work(cli, tiny_anchor, tmp_path
         (["--contributor", "Bad_ID", "--domain", "code"], "contributor id 'Bad_ID' is invalid"),
         (["--contributor", "public", "--domain", "code"], "reserved"),
         (["--contributor", "acme"], "exactly one of --data DIR or --domain NAME"),
-        (["--contributor", "acme", "--domain", "cooking"], "unknown built-in domain 'cooking'"),
+        (["--contributor", "acme", "--domain", "cooking"],
+         "'cooking' is not one of 'code', 'legal', 'medical', 'literature'"),
         (["--contributor", "acme", "--domain", "code", "--router-init", "magic"],
-         "invalid option router_init"),
+         "'magic' is not one of 'embed', 'hidden', 'random'"),
         (["--contributor", "acme", "--domain", "code", "--public-ratio", "1.5"],
          "invalid option public_ratio"),
     ]

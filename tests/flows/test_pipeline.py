@@ -43,7 +43,7 @@ def world(tmp_path_factory, tiny_anchor, builtin):
     from flows.anchor import anchor_flow
     from flows.contribute import contribute_flow
     from flows.release import release_flow
-    from flows.review import declare_reviewer, record_review
+    from flows.review import declare_reviewer, review_flow
 
     root = tmp_path_factory.mktemp("pipeline")
     with pytest.MonkeyPatch.context() as mp:
@@ -58,16 +58,28 @@ def world(tmp_path_factory, tiny_anchor, builtin):
                                                         _contribute_config())
         declare_reviewer("rita", kind="demo")
         for contributor, result in contributions.items():
-            record_review(contributor, result.version, "rita", "approved")
+            review_flow(contributor, result.version, "rita", "approved")
         release = release_flow(_release_config())
         yield {"home": root / "home", "anchor": anchor, "data": data,
                "contributions": contributions, "release": release}
 
 
-def _client() -> MlflowClient:
-    from flows import tracking
+@pytest.fixture(scope="module")
+def pending_version(world):
+    """A second version of code-co's module, still pending review (another config, so another
+    module): what the review tests decide on, made here rather than by another test."""
+    from flows.contribute import contribute_flow
 
-    tracking.configure()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLEXO_HOME", str(world["home"]))
+        return contribute_flow("code-co", world["data"]["code-co"], None,
+                               _contribute_config(steps=21))
+
+
+def _client() -> MlflowClient:
+    from flows.tracking import runs
+
+    runs.configure()
     return MlflowClient()
 
 
@@ -85,8 +97,10 @@ def _parent_contributor(run) -> str:
 
 def test_release_is_registered_with_aliases_tags_plots_and_a_loadable_checkpoint(world,
                                                                                  stored_events):
+    import torch
     from transformers import AutoModelForCausalLM
 
+    from components.evaluation import RoutingRecorder
     from governance.release import ReleaseRecord
 
     client = _client()
@@ -115,11 +129,30 @@ def test_release_is_registered_with_aliases_tags_plots_and_a_loadable_checkpoint
     model = AutoModelForCausalLM.from_pretrained(directory)
     assert model.config.model_type == "flex_olmo" and model.config.num_experts == 3
 
-    # The registered version loads as a pyfunc and generates, with experts switchable per call.
+    # The registered version loads as a pyfunc and generates, with experts switchable per call:
+    # excluding code-co changes what the model computes (its routing share falls to 0, the
+    # logits move), not only the text.
     pyfunc = mlflow.pyfunc.load_model("models:/flexo-release@production")
+    assert {p.name for p in pyfunc.metadata.get_params_schema().params} >= {"only", "exclude",
+                                                                      "max_new_tokens"}
+    release_model = pyfunc.unwrap_python_model()
+
+    def computed():
+        ids = release_model.tokenizer("def main(): return", return_tensors="pt").input_ids
+        with RoutingRecorder(release_model.model) as recorder, torch.no_grad():
+            logits = release_model.model(input_ids=ids).logits
+        return logits, recorder.shares()
+
     [text] = pyfunc.predict(["def main("], params={"max_new_tokens": 6})
+    logits, shares = computed()
     [without] = pyfunc.predict(["def main("], params={"max_new_tokens": 6, "exclude": "code-co"})
+    logits_without, shares_without = computed()
     assert isinstance(text, str) and isinstance(without, str)
+    assert shares["code-co"] > 0 and shares_without["code-co"] == 0
+    assert shares_without["legal-co"] > 0
+    assert not torch.allclose(logits, logits_without)
+    pyfunc.predict(["def main("], params={"max_new_tokens": 6, "only": "code-co"})
+    assert computed()[1]["legal-co"] == 0
 
     # Parent run with one child per task; the evaluation carries metrics, table and plots.
     run = mlflow.get_run(production.tags["release_run_id"])
@@ -165,16 +198,29 @@ def test_rerunning_an_unchanged_contribution_trains_nothing(world):
 
     contributor = "code-co"
     first = world["contributions"][contributor]
+    trained = len(_train_runs(contributor))
     again = contribute_flow(contributor, world["data"][contributor], None, _contribute_config())
-    assert len(_train_runs(contributor)) == 1  # a cache hit: the train task did not run
+    assert len(_train_runs(contributor)) == trained  # a cache hit: nothing trained
     assert (again.version, again.weights_sha256) == (first.version, first.weights_sha256)
     assert (again.module_dir / "expert.safetensors").read_bytes() == \
         (first.module_dir / "expert.safetensors").read_bytes()
 
+    # The cache checks the module's hash itself: an altered cached copy is trained again.
+    [cached] = [d for d in (world["home"] / "modules" / contributor).iterdir()
+                if (d / "expert.safetensors").read_bytes() ==
+                (first.module_dir / "expert.safetensors").read_bytes()]
+    with (cached / "expert.safetensors").open("r+b") as fh:
+        fh.seek(-1, 2)
+        fh.write(b"\x00" if fh.read(1) != b"\x00" else b"\x01")
+    healed = contribute_flow(contributor, world["data"][contributor], None, _contribute_config())
+    assert len(_train_runs(contributor)) == trained + 1
+    assert healed.weights_sha256 == first.weights_sha256  # training is deterministic
+    assert healed.version == first.version
+
     changed = contribute_flow(contributor, world["data"][contributor], None,
-                              _contribute_config(steps=21))
-    assert len(_train_runs(contributor)) == 2  # another config is another key: it trains
-    assert changed.version == 2 and changed.weights_sha256 != first.weights_sha256
+                              _contribute_config(steps=22))
+    assert len(_train_runs(contributor)) == trained + 2  # another config is another key
+    assert changed.version > first.version and changed.weights_sha256 != first.weights_sha256
 
 
 @pytest.mark.parametrize("step", ["merge", "evaluate"])
@@ -233,21 +279,23 @@ def test_a_retried_registration_makes_no_second_version(world, monkeypatch):
         str(result.version)
 
 
-def test_review_rules_hold_at_the_cli(world, cli):
+def test_review_rules_hold_at_the_cli(world, pending_version, cli):
+    version = pending_version.version
     listed = cli("review", "list")
     assert listed.exit_code == 0 and "pending" in listed.stdout and "approved" in listed.stdout
-    undeclared = cli("review", "approve", "--contributor", "code-co", "--version", 2,
+    undeclared = cli("review", "approve", "--contributor", "code-co", "--version", version,
                      "--as", "mallory")
     assert undeclared.exit_code == 6 and "not declared" in undeclared.stderr
     assert cli("review", "declare", "--as", "code-co").exit_code == 0
-    own = cli("review", "approve", "--contributor", "code-co", "--version", 2, "--as", "code-co")
+    own = cli("review", "approve", "--contributor", "code-co", "--version", version,
+              "--as", "code-co")
     assert own.exit_code == 6 and "four eyes" in own.stderr
     again = cli("review", "reject", "--contributor", "code-co", "--version", 1, "--as", "rita")
     assert again.exit_code == 6 and "only pending" in again.stderr
-    rejected = cli("review", "reject", "--contributor", "code-co", "--version", 2, "--as", "rita",
-                   "--note", "config drift")
+    rejected = cli("review", "reject", "--contributor", "code-co", "--version", version,
+                   "--as", "rita", "--note", "config drift")
     assert rejected.exit_code == 0, rejected.output
-    tags = _client().get_model_version("flexo-expert-code-co", "2").tags
+    tags = _client().get_model_version("flexo-expert-code-co", str(version)).tags
     assert (tags["approval_status"], tags["reviewed_by"], tags["review_note"]) == \
         ("rejected", "rita", "config drift")
 

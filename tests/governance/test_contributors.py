@@ -25,7 +25,7 @@ def test_manifest_validates_ids_and_hashes():
     fields = {"contributor": "acme", "anchor_fingerprint": "a" * 64, "weights_sha256": "b" * 64,
               "data_fingerprint": {"digest": "c" * 64, "documents": 3, "characters": 10,
                                    "bytes": 10},
-              "training": {}, "code_version": "0.1.0"}
+              "training": {}, "code_version": "0.1.0", "created_at": "2026-11-29T12:00:00+00:00"}
     assert ExpertManifest(**fields).contributor == "acme"
     with pytest.raises(ValidationError):
         ExpertManifest(**{**fields, "contributor": "ACME"})
@@ -37,6 +37,7 @@ def test_governance_does_not_import_torch():
     import subprocess
 
     code = ("import governance.manifest, governance.contributors, governance.reviews, "
-            "governance.release, sys; print('torch' in sys.modules)")
+            "governance.release, governance.tags, governance.selection, governance.markdown, sys; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

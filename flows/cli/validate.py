@@ -10,27 +10,23 @@ import typer
 from rich.table import Table
 
 from components.errors import DataError
-from flows.cli_app import app, friendly_errors, out
-from flows.cli_options import check_pii_policy
+from flows.cli.app import app, command, out
+from flows.cli.options import PiiOpt, PiiPolicy
 
 
-@app.command()
-@friendly_errors
+@command(app, log=("great_expectations",))
 def validate(
     data: Annotated[Path, typer.Option(help="Directory of .txt/.md/.jsonl files.")],
     report_dir: Annotated[Path | None, typer.Option("--report", help="New directory for the "
                           "reports (default: $FLEXO_HOME/reports/validate-<time>).")] = None,
-    pii: Annotated[str, typer.Option(help="PII policy: fail | redact | allow.")] = "redact",
+    pii: PiiOpt = PiiPolicy.redact,
 ) -> None:
     """Run the Great Expectations suite and PII screening; write reports (statistics only)."""
-    import datetime as dt
-
-    from components.atomic_dir import atomic_output_dir, check_output_dir
+    from components.atomic import atomic_output_dir, check_output_dir
+    from components.clock import stamp
     from flows.settings import flexo_home
 
-    check_pii_policy(pii)
-    target = report_dir or flexo_home() / "reports" / f"validate-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    check_output_dir(target)
+    target = check_output_dir(report_dir or flexo_home() / "reports" / f"validate-{stamp()}")
     from components.pii import screen
     from components.user_data import load_directory
     from components.validation import validate_directory
@@ -38,7 +34,7 @@ def validate(
     report, gx_result = validate_directory(data)
     pii_report = None
     if report.success:
-        _, pii_report = screen(load_directory(data).texts(), pii)
+        _, pii_report = screen(load_directory(data).texts(), pii.value)
     with atomic_output_dir(target) as tmp:
         summary = {"validation": report.model_dump(),
                    "pii": pii_report.model_dump() if pii_report else None}
@@ -58,6 +54,6 @@ def validate(
     out.print(f"reports written to {target}")
     if not report.success:
         raise DataError(f"data checks failed: {', '.join(report.failed)}; fix the data in {data}")
-    if pii_report and pii == "fail" and pii_report.found:
+    if pii_report and pii is PiiPolicy.fail and pii_report.found:
         raise DataError(f"PII found ({pii_report.found} values) and the policy is 'fail'; remove "
                         f"it or use --pii redact")

@@ -22,13 +22,13 @@ from rich.table import Table
 from rich.text import Text
 
 from components.errors import ConfigError, FlexoError
-from flows.cli_app import app, err, friendly_errors, out
+from flows.cli.app import app, command, err, out
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.responses import DeploymentResponse
 
-PREFECT_FILE = Path(__file__).resolve().parents[1] / "prefect.yaml"
+PREFECT_FILE = Path(__file__).resolve().parents[2] / "prefect.yaml"
 # Pools that prefect.yaml names and the server lacks are created as process pools: flows run as
 # subprocesses of `prefect worker start --pool <name>` on the machine that holds the checkout.
 POOL_TYPE = "process"
@@ -40,8 +40,7 @@ class DeployError(FlexoError):
     """`prefect deploy` failed, or the server lacks a deployment after it ran."""
 
 
-@app.command()
-@friendly_errors
+@command(app, log=None)
 def deploy(
     prefect_file: Annotated[Path, typer.Option(
         "--prefect-file", help="The Prefect deployment file.")] = PREFECT_FILE,

@@ -1,0 +1,58 @@
+"""`flexo anchor train|import`: the public anchor model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli.app import command, out, sub_app
+from flows.cli.options import DeviceOpt, OutOpt, Preset
+
+anchor_app = sub_app("anchor", "The public anchor model.")
+
+
+@command(anchor_app, "train")
+def anchor_train(
+    out_dir: OutOpt,
+    preset: Annotated[Preset, typer.Option(help="Model size.")] = Preset.small,
+    data: Annotated[Path | None, typer.Option(help="Train on this directory of public text "
+                                              "instead of the built-in public mix.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: DeviceOpt = None,
+) -> None:
+    """Train the public anchor (OLMo-2) from scratch and save it as an HF checkpoint."""
+    from components.atomic import check_output_dir
+
+    check_output_dir(out_dir)
+    if data is not None:
+        from components.user_data import load_directory
+
+        corpus = load_directory(data)
+    else:
+        from components.builtin_corpora import PUBLIC, load_domain
+
+        corpus = load_domain(PUBLIC)
+    from components.anchor import train_anchor
+
+    card = train_anchor(out_dir, preset.value, corpus, seed=seed, device=device)
+    out.print(f"anchor written to {out_dir} ({card.parameters:,} parameters, "
+              f"final loss {card.final_loss:.3f}, fingerprint {card.fingerprint[:16]})")
+
+
+@command(anchor_app, "import")
+def anchor_import(
+    source: Annotated[str, typer.Option("--from", help="Local HF OLMo-2 / FlexOlmo checkpoint "
+                                        "directory, or a hub id when online.")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Default: $FLEXO_HOME/anchor")] = None,
+) -> None:
+    """Adopt an existing OLMo-2 or FlexOlmo checkpoint as the anchor."""
+    from components.anchor_import import import_anchor
+    from components.builtin_corpora import PUBLIC, load_domain
+    from flows.settings import flexo_home
+
+    target = out_dir or flexo_home() / "anchor"
+    card = import_anchor(source, target, public=lambda: load_domain(PUBLIC))
+    out.print(f"anchor imported to {target} ({card.parameters:,} parameters, "
+              f"fingerprint {card.fingerprint[:16]})")

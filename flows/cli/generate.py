@@ -1,0 +1,48 @@
+"""`flexo generate`: text from a release (or any merged model) with any allowed subset of experts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from components.errors import CheckpointError
+from flows.cli.app import app, command, out
+
+
+@command(app)
+def generate(
+    prompt: Annotated[str, typer.Option(help="Text to continue.")],
+    model: Annotated[Path | None, typer.Option(help="Model directory (default: the production "
+                                               "release under FLEXO_HOME).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Switch this expert off (repeat).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Use only these experts (repeat).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 40,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding instead of sampling.")] = False,
+) -> None:
+    """Generate with any allowed subset of experts; the mask changes nothing on disk."""
+    from flows.settings import flexo_home
+
+    directory = model or flexo_home() / "releases" / "production"
+    if not directory.exists():
+        raise CheckpointError(f"no model at {directory}; pass --model DIR (a merged model or an "
+                              f"anchor)")
+    import torch
+
+    from components.checkpoints import load_config, load_tokenizer
+    from components.runtime import apply_selection, expert_names, load_flexo_model, selection
+
+    names = expert_names(load_config(directory))
+    selection(names, only, exclude)  # unknown ids fail before any weight is loaded
+    net = load_flexo_model(directory)
+    active = apply_selection(net, only=only, exclude=exclude)
+    tokenizer = load_tokenizer(directory)
+    torch.manual_seed(seed)
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    output = net.generate(ids, max_new_tokens=max_new_tokens, do_sample=not greedy, top_k=50,
+                          top_p=0.95, pad_token_id=tokenizer.pad_token_id)
+    out.print(tokenizer.decode(output[0], skip_special_tokens=True), highlight=False)
+    on = [n for n, flag in zip(names, active, strict=True) if flag]
+    out.print(f"[dim]experts on: {', '.join(on)}[/dim]")

@@ -1,0 +1,53 @@
+"""A release in the registry: the HF checkpoint logged as a pyfunc model (models-from-code,
+`release_model.py`), registered as a `flexo-release` version with its tags, then the aliases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+
+from components.clock import timestamp
+from flows.tracking import registry
+from flows.tracking.runs import active_run_id
+from governance.tags import PromotionTags, ReleaseTags
+
+MODEL_CODE = Path(__file__).with_name("release_model.py")  # the pyfunc, as models-from-code
+PIP_REQUIREMENTS = ["flexo", "torch==2.13.0", "transformers", "safetensors", "mlflow"]
+# What a request may pass as `params` (MLflow drops any not in the signature). The example is
+# also run once at logging time: the model is loaded and generates before it is registered.
+EXAMPLE_PROMPTS = ["The patient"]
+EXAMPLE_PARAMS = {"max_new_tokens": 8, "only": "", "exclude": "", "temperature": 0.0, "seed": 0}
+
+
+def register_release(directory: Path, tags: ReleaseTags, release_json: dict) -> int:
+    """Log the checkpoint as a pyfunc model of the active run and register it, tags and all, in
+    one call; then alias `candidate`, and `production` when the gate passed. A retry finds the
+    version its first attempt made (by release run) instead of making a second."""
+    run_id = active_run_id()
+    for existing in registry.release_versions():
+        if existing.tags.release_run_id == run_id:  # a retry after the version was made
+            return set_release_aliases(existing.version, tags.gate == "passed")
+    mlflow.log_dict(release_json, "release.json")
+    info = mlflow.pyfunc.log_model(name="release", python_model=str(MODEL_CODE),
+                                   artifacts={"checkpoint": str(directory)},
+                                   pip_requirements=PIP_REQUIREMENTS,
+                                   input_example=(EXAMPLE_PROMPTS, EXAMPLE_PARAMS))
+    version = registry.register(registry.RELEASE_MODEL, "release", tags,
+                                description="A flexo release: a FlexOlmo mixture of experts.",
+                                model_id=info.model_id)
+    return set_release_aliases(version, tags.gate == "passed")
+
+
+def set_release_aliases(version: int, promoted: bool) -> int:
+    registry.set_alias(registry.RELEASE_MODEL, "candidate", version)
+    if promoted:
+        promote(version)
+    return version
+
+
+def promote(version: int) -> None:
+    """Move `production` to `version`, recording when (OSS MLflow keeps no alias history)."""
+    registry.tag_version(registry.RELEASE_MODEL, version,
+                         PromotionTags(production_since=timestamp()))
+    registry.set_alias(registry.RELEASE_MODEL, "production", version)

@@ -1,0 +1,70 @@
+"""Registry tags as records (written and parsed in one place) and the release's selection rule."""
+
+import pytest
+from pydantic import ValidationError
+
+from governance.selection import select_experts
+from governance.tags import (
+    ExpertTags,
+    ExpertVersionTags,
+    RegistryVersion,
+    ReleaseTags,
+    ReviewTags,
+    WithdrawalTags,
+)
+
+ANCHOR, OTHER = "a" * 64, "f" * 64
+
+
+def _release(**changes) -> ReleaseTags:
+    fields = {"anchor_version": 3, "anchor_fingerprint": ANCHOR, "experts": {"hosp": 2, "firm": 1},
+              "excluded": ["gone"], "gate": "passed", "plan_digest": "p" * 64,
+              "release_run_id": "r1", "evaluation_run_id": "e1", "code_version": "0.1"}
+    return ReleaseTags(**fields | changes)
+
+
+def test_release_tags_have_one_spelling_and_round_trip():
+    tags = _release().to_tags()
+    assert tags["experts"] == "hosp:2,firm:1" and tags["excluded"] == "gone"
+    assert all(isinstance(v, str) for v in tags.values())
+    back = ReleaseTags.from_tags(tags | {"added-in-the-ui": "x"})  # unknown tags are ignored
+    assert back == _release() and back.holds("hosp") and not back.holds("gone")
+    empty = ReleaseTags.from_tags(_release(experts={}, excluded=[]).to_tags())
+    assert (empty.experts, empty.excluded) == ({}, [])
+    with pytest.raises(ValidationError):  # a contributor id governance would refuse
+        ReleaseTags.from_tags(tags | {"experts": "Bad_ID:1"})
+
+
+def test_decisions_write_their_status_last():
+    review = ReviewTags(reviewed_by="rita", reviewer_kind="demo", reviewed_at="t",
+                        approval_status="approved")
+    withdrawal = WithdrawalTags(withdrawn_by="hosp", withdrawn_at="t")
+    assert list(review.to_tags())[-1] == list(withdrawal.to_tags())[-1] == "approval_status"
+    assert withdrawal.to_tags()["approval_status"] == "withdrawn"
+
+
+def _version(contributor: str, number: int, status: str, anchor: str = ANCHOR,
+             **extra: str) -> RegistryVersion[ExpertVersionTags]:
+    published = ExpertTags(contributor=contributor, anchor_fingerprint=anchor,
+                           weights_sha256="b" * 64, data_fingerprint="c" * 64,
+                           code_version="0.1").to_tags()
+    tags = ExpertVersionTags.from_tags(published | {"approval_status": status} | extra)
+    return RegistryVersion[ExpertVersionTags](name=f"flexo-expert-{contributor}", version=number,
+                                              run_id=f"run-{contributor}-{number}", tags=tags)
+
+
+def test_selection_takes_the_newest_approved_version_on_this_anchor_and_says_why_not():
+    candidates = {
+        "hosp": [_version("hosp", 3, "pending"), _version("hosp", 2, "approved",
+                                                          reviewed_by="rita"),
+                 _version("hosp", 1, "approved")],
+        "firm": [_version("firm", 1, "withdrawn")],
+        "lab": [_version("lab", 2, "pending"), _version("lab", 1, "rejected")],
+        "old": [_version("old", 1, "approved", anchor=OTHER)],
+    }
+    selection = select_experts(3, ANCHOR, candidates)
+    assert [(e.contributor, e.version, e.reviewed_by) for e in selection.experts] == \
+        [("hosp", 2, "rita")]
+    assert selection.experts[0].contribute_run_id == "run-hosp-2"
+    assert selection.excluded == {"firm": "withdrawn", "lab": "no approved version (1 pending)",
+                                  "old": "version 1 was trained on another anchor (ffffffffffff)"}
