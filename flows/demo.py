@@ -1,7 +1,7 @@
 """`demo_flow`: the story of DESIGN §4 on the built-in corpora, one parent flow whose steps are the
 real flows an operator, contributor or reviewer would run (Prefect shows them as subflows):
 
-    1 anchor_flow -> 2 contribute_flow per contributor -> 3 review_flow per module (declared demo
+    1 anchor_flow -> 2 contribute_flow per contributor (proxies chosen there) -> 3 review_flow per module (declared demo
     reviewers) -> 4 release_flow -> 5 withdraw_flow (revoke and re-release) -> 6 summary
 """
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from components.expert_training import ExpertConfig
 from components.extraction_audit import AuditConfig
+from components.proxy_selection import ProxyConfig
 from flows.anchor import anchor_flow
 from flows.contribute import ContributeConfig, contribute_flow
 from flows.release import ReleaseConfig, ReleaseResult, release_flow
@@ -33,6 +34,10 @@ class DemoPlan(BaseModel):
     preset: str
     expert: ExpertConfig
     audit: AuditConfig
+    # Proxy selection costs the default demo ~75 s (embedding the public pool once, then each
+    # contributor's sample) and release routing does not read proxies yet (issue 14): the quick
+    # demo runs it, so every step of a contribution is exercised and scanned for leaks.
+    proxies: ProxyConfig | None
     eval_max_tokens: int  # the contributors' local evaluation
     release: ReleaseConfig
 
@@ -42,12 +47,14 @@ def plan(quick: bool) -> DemoPlan:
     if quick:
         return DemoPlan(preset="tiny",
                         expert=ExpertConfig(steps=40, router_documents=100, checkpoint_every=0),
-                        audit=AuditConfig(documents=8, samples=2), eval_max_tokens=4096,
+                        audit=AuditConfig(documents=8, samples=2),
+                        proxies=ProxyConfig(max_documents=200), eval_max_tokens=4096,
                         release=ReleaseConfig(router_tuning_steps=10, eval_max_tokens=4096,
                                               max_public_increase=0.5))
     return DemoPlan(preset="small",
                     expert=ExpertConfig(steps=150, router_documents=300, checkpoint_every=0),
-                    audit=AuditConfig(documents=16, samples=4), eval_max_tokens=16_384,
+                    audit=AuditConfig(documents=16, samples=4),
+                    proxies=None, eval_max_tokens=16_384,
                     release=ReleaseConfig(router_tuning_steps=30, eval_max_tokens=16_384))
 
 
@@ -92,7 +99,7 @@ def demo_flow(home: Path, quick: bool = False,
         say(f"2/{STEPS} contributor {contributor}: validate, train, evaluate, audit and publish "
             f"an expert on its closed {domain} text ({i + 1}/{len(CONTRIBUTORS)})")
         data = contributor_data(home, contributor, domain)
-        cfg = ContributeConfig(expert=p.expert, audit=p.audit, domain=domain,
+        cfg = ContributeConfig(expert=p.expert, audit=p.audit, proxies=p.proxies, domain=domain,
                                eval_max_tokens=p.eval_max_tokens)
         contributions[contributor] = contribute_flow(contributor, data, anchor.directory,
                                                      cfg).version

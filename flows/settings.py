@@ -11,6 +11,13 @@ def flexo_home() -> Path:
     return Path(os.environ.get("FLEXO_HOME", ".flexo")).resolve()
 
 
+def shared_cache() -> Path:
+    """`FLEXO_CACHE`, default `$FLEXO_HOME/cache/shared`: content-addressed files (embeddings of
+    public text, keyed by its fingerprint) that any home may share, unlike a home's registry
+    downloads."""
+    return Path(os.environ.get("FLEXO_CACHE") or flexo_home() / "cache" / "shared").resolve()
+
+
 def prepare_prefect() -> None:
     """Defaults for Prefect, set before it is imported: with no `PREFECT_API_URL`, its ephemeral
     server keeps its database under FLEXO_HOME, waits long enough to start on a slow machine and

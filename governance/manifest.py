@@ -7,7 +7,7 @@ revealing it, the weights hash pins the exact tensors a reviewer approved.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,22 @@ class DataFingerprint(BaseModel):
     bytes: int = Field(ge=0)
 
 
+class ProxySelection(BaseModel):
+    """Public documents that resemble the contributor's data, chosen by its own classifier on its
+    own machine (DESIGN §1.6, §3): ids of *public* documents and numbers, never its text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pool_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")  # the public pool the ids refer to
+    ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
+    scores: list[float]  # the classifier's probability of "resembles the data", best first
+    threshold: float  # the lowest chosen score
+    tokens: int = Field(gt=0)  # anchor tokens the chosen documents hold
+    auc: float = Field(ge=0, le=1)  # held-out ROC AUC, contributor vs public documents
+    own_documents: int = Field(gt=0)  # how many of its documents the classifier saw (a count)
+    pool_documents: int = Field(gt=0)
+
+
 class ExpertManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -40,6 +56,7 @@ class ExpertManifest(BaseModel):
     privacy_audit: dict[str, Any] | None = None  # extraction audit, when run
     data_checks: dict[str, Any] | None = None  # validation statistics and PII counts by kind
     differential_privacy: dict[str, float] | None = None  # epsilon, delta, noise, sample rate
+    proxies: ProxySelection | None = None  # what release router tuning teaches this expert on
     licence: str = "proprietary"
     code_version: str
     created_at: str  # when the module was written, by the contributor's clock

@@ -13,6 +13,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="flexo-test-prefect-"))
 # Commands log under FLEXO_HOME/logs: by default a fresh directory, never the checkout's .flexo.
 os.environ.setdefault("FLEXO_HOME", tempfile.mkdtemp(prefix="flexo-test-home-"))
+# Embeddings of public text, shared by every home of the session (computed once, ~80 s).
+os.environ.setdefault("FLEXO_CACHE", tempfile.mkdtemp(prefix="flexo-test-cache-"))
 
 from pathlib import Path
 

@@ -27,21 +27,29 @@ def contribute(
     audit_documents: Annotated[int, typer.Option(
         help="Training documents the extraction audit probes (0 skips the audit).")] = 1000,
     audit_samples: Annotated[int, typer.Option(help="Continuations sampled per document.")] = 10,
+    proxy_tokens: Annotated[int, typer.Option(
+        help="Tokens of public documents resembling your data to select as your proxy (only "
+             "their ids are published; 0 skips).")] = 50_000,
     device: DeviceOpt = None,
 ) -> None:
     """Validate, train, evaluate, audit and publish your expert module as a pending version."""
     from components.atomic import check_output_dir
     from components.extraction_audit import AuditConfig
+    from components.proxy_selection import ProxyConfig
     from flows.contribute import ContributeConfig, contribute_flow
 
     checked_contributor(contributor)
     if audit_documents < 0:
         raise ConfigError(f"--audit-documents must be 0 (skip) or more, got {audit_documents}")
+    if proxy_tokens < 0:
+        raise ConfigError(f"--proxy-tokens must be 0 (skip) or more, got {proxy_tokens}")
     if out_dir is not None:
         check_output_dir(out_dir)
     audit = AuditConfig(documents=audit_documents, samples=audit_samples, seed=expert.seed) \
         if audit_documents else None
-    cfg = ContributeConfig(expert=expert, pii=pii.value, audit=audit, device=device)
+    proxies = ProxyConfig(min_tokens=proxy_tokens, seed=expert.seed) if proxy_tokens else None
+    cfg = ContributeConfig(expert=expert, pii=pii.value, audit=audit, proxies=proxies,
+                           device=device)
     with StoryDisplay(out):
         result = contribute_flow(contributor, data, anchor, cfg, out_dir)
     local = result.local
@@ -50,6 +58,10 @@ def contribute(
     out.print(f"own-domain perplexity {local.domain_perplexity_anchor:.1f} -> "
               f"{local.domain_perplexity:.1f} ({local.domain_change:+.1%}), public "
               f"{local.public_change:+.1%}")
+    if result.proxies:
+        p = result.proxies
+        out.print(f"proxy: {len(p.ids)} public documents ({p.tokens:,} tokens) resemble your data "
+                  f"(held-out AUC {p.auc:.3f}); only their ids are published")
     if result.audit:
         a = result.audit
         out.print(f"extraction audit: {a.extracted}/{a.documents} ({a.rate:.1%}, 95% CI "

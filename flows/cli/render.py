@@ -29,9 +29,10 @@ def release_figures(figures: dict, title: str, extra: dict[str, dict] | None = N
     """Per-domain perplexity, anchor vs release (and any extra columns), with routing shares."""
     table = Table(title=title)
     columns = ["anchor", "release", *(extra or {})]
-    for col in ("domain", *columns, "change"):
-        table.add_column(col, justify="left" if col == "domain" else "right", no_wrap=True)
-    table.add_column("routing (top experts)", no_wrap=True, overflow="ellipsis")
+    for col in ("domain", *columns, "change"):  # figures never shrink; routing wraps instead
+        table.add_column(col, justify="left" if col == "domain" else "right", no_wrap=True,
+                         min_width=len(col))
+    table.add_column("routing (top experts)", overflow="fold")
     for domain, f in figures.items():
         values = [f.anchor, f.release, *((extra or {})[c][domain] for c in extra or {})]
         top = sorted(f.routing.items(), key=lambda kv: -kv[1])[:3]

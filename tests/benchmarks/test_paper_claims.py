@@ -13,6 +13,10 @@ import pytest
 from benchmarks import paper_claims
 from benchmarks.paper_claims_report import MERGED, PLOTS, judge
 
+# The claims benchmark at the tiny preset trains an anchor, four experts and every baseline
+# (~3 minutes): it runs with the slow suite, keeping the default suite under 15 minutes.
+pytestmark = pytest.mark.slow
+
 METHODS = {"anchor", "FlexOlmo top-2", "FlexOlmo top-5 (all)", "FlexOlmo + RT top-2",
            "FlexOlmo + RT top-5 (all)", "model soup", "BTM ensemble", "uncoordinated merged",
            "unrestricted (union)", "ablation: hidden-state init", "ablation: random init",

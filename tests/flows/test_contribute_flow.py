@@ -11,7 +11,7 @@ import mlflow
 import pytest
 from pii_samples import PLANTED
 
-from components.builtin_corpora import load_domain
+from components.builtin_corpora import load_domain, public_mix
 from components.documents import Corpus
 from components.errors import DataError
 from components.pii import screen, scrub
@@ -139,9 +139,20 @@ def test_contribute_redacts_pii_publishes_pending_and_writes_no_raw_text(
     # Every step has its child run under the flow's run; the audit and evaluation are recorded.
     runs = mlflow.search_runs(experiment_names=["flexo-contribute"])
     children = runs[runs["tags.mlflow.parentRunId"] == version.run_id]
-    assert set(children["tags.mlflow.runName"]) == {"validate", "pii", "train", "evaluate",
-                                                    "audit"}
+    assert set(children["tags.mlflow.runName"]) == {"validate", "pii", "proxies", "train",
+                                                    "evaluate", "audit"}
     assert manifest["privacy_audit"]["documents"] == 40
+
+    # Its proxy: public documents of the anchor's pool, by id, with the numbers that chose them.
+    proxies = manifest["proxies"]
+    pool = public_mix()
+    assert proxies["pool_fingerprint"] == pool.fingerprint().digest == anchor_card["corpus"]["digest"]
+    assert set(proxies["ids"]) <= {d.digest for d in pool.documents}
+    assert not set(proxies["ids"]) & {d.digest for d in raw.documents}
+    assert proxies["scores"] == sorted(proxies["scores"], reverse=True)
+    assert proxies["threshold"] == proxies["scores"][-1] and proxies["tokens"] >= 50_000
+    assert 0.5 < proxies["auc"] <= 1 and proxies["own_documents"] > 0
+    assert "proxy: " in result.stdout
     assert manifest["metrics"]["local.domain_perplexity"] > 0
 
     # No planted value and no sampled sentence of the corpus anywhere flexo or Prefect wrote.

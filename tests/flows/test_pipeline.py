@@ -24,8 +24,9 @@ def _small(corpus: Corpus, n: int = 300) -> Corpus:
 def _contribute_config(steps: int = 20):
     from flows.contribute import ContributeConfig
 
+    # No audit and no proxies: tests/flows/test_contribute_flow.py covers both.
     return ContributeConfig(expert=ExpertConfig(steps=steps, router_documents=50,
-                                                checkpoint_every=0), audit=None,
+                                                checkpoint_every=0), audit=None, proxies=None,
                             eval_max_tokens=4096)
 
 
