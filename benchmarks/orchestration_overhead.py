@@ -23,6 +23,7 @@ import torch
 
 from components.atomic import atomic_write
 from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
+from components.checkpoints import load_tokenizer
 from components.documents import Corpus
 from components.expert_module import ModuleRef
 from flows.demo import CONTRIBUTORS, WITHDRAWING, DemoPlan, plan
@@ -33,41 +34,38 @@ RESULTS = Path(__file__).parent / "results" / "orchestration_overhead.json"
 def plain_story(root: Path, p: DemoPlan) -> None:
     """The demo's component calls in the flows' order, with no Prefect and no MLflow."""
     from components.anchor import train_anchor
-    from components.checkpoints import load_tokenizer
-    from components.evaluation import evaluate_against_anchor, evaluate_model
+    from components.evaluation import (
+        evaluate_against_anchor,
+        evaluate_for_acceptance,
+        evaluate_model,
+    )
     from components.extraction_audit import extraction_audit
     from components.merge import merge
     from components.pii import screen
-    from components.proxy_selection import anchor_pool, pool_embeddings, select_proxies
-    from components.router_tuning import public_router_tuner
+    from components.router_tuning import proxy_router_tuner
     from components.runtime import load_flexo_model
     from components.user_data import load_directory, write_directory
     from components.validation import ValidationConfig, validate_directory
-    from flows.modules import train_module
+    from flows.modules import choose_proxies, published_proxies, train_module
+    from governance.acceptance import accepts
     from governance.release import DomainFigures, judge_release
 
     public = load_domain(PUBLIC)
     anchor = root / "anchor"
     train_anchor(anchor, p.preset, public, progress=False)
-    tokenizer = load_tokenizer(anchor)
-    pool = anchor_pool(anchor)
-    pool_text = {d.digest: d.text for d in pool.documents}
-    refs = []
+    refs, corpora = [], {}
     for contributor, domain in CONTRIBUTORS.items():
-        data = write_directory(load_domain(domain).split("train"), root / "data" / contributor,
-                               domain)
+        data = write_directory(load_domain(domain), root / "data" / contributor, domain)
         validate_directory(data, ValidationConfig())
         raw = load_directory(data)
         texts, _ = screen([d.text for d in raw.documents], "redact")
         corpus = Corpus.from_texts(raw.name, zip(texts, [d.source for d in raw.documents],
                                                  strict=True))
-        if p.proxies:  # as the flow: only when the plan selects proxies
-            ids, embeddings = pool_embeddings(pool, root / "cache")  # once, then cached
-            select_proxies(corpus.training_texts(), ids, embeddings,
-                           lambda t: len(tokenizer(t).input_ids), pool_text.__getitem__,
-                           p.proxies)
+        corpora[contributor] = corpus
+        proxies = choose_proxies(anchor, corpus, p.proxies)  # pool embeddings: shared cache
         manifest, _ = train_module(anchor, contributor, corpus, p.expert,
-                                   root / "modules" / contributor, progress=False)
+                                   root / "modules" / contributor, progress=False,
+                                   proxies=proxies)
         ref = ModuleRef(name=contributor, directory=root / "modules" / contributor,
                         weights_sha256=manifest.weights_sha256)
         dense = root / "dense" / contributor
@@ -76,19 +74,23 @@ def plain_story(root: Path, p: DemoPlan) -> None:
         extraction_audit(load_flexo_model(dense), load_tokenizer(dense), corpus.training_texts(),
                          p.audit)
         refs.append(ref)
-    corpora = [load_domain(name).split("test") for name in (PUBLIC, *PRIVATE_DOMAINS)]
+    held_out = [load_domain(name).split("test") for name in (PUBLIC, *PRIVATE_DOMAINS)]
     for n, release in enumerate((refs, [r for r in refs if r.name != WITHDRAWING])):
         out = root / f"release-{n}"
+        proxies = published_proxies(anchor, {r.name: r.directory for r in release})
         merge(anchor, release, out, top_k=len(release) + 1,
-              tune=public_router_tuner(anchor, p.release.router_tuning_steps,
-                                       p.release.router_tuning_lr,
-                                       {r.name: CONTRIBUTORS[r.name] for r in release}))
-        before = evaluate_model(anchor, corpora, p.release.eval_max_tokens)
-        after = evaluate_model(out, corpora, p.release.eval_max_tokens)
+              tune=proxy_router_tuner(anchor, proxies, p.release.router_tuning_steps,
+                                      p.release.router_tuning_lr))
+        before = evaluate_model(anchor, held_out, p.release.eval_max_tokens)
+        after = evaluate_model(out, held_out, p.release.eval_max_tokens)
         judge_release({a.domain: DomainFigures(anchor=a.perplexity, release=r.perplexity,
                                                tokens=r.tokens)
                        for a, r in zip(before, after, strict=True)}, [],
                       p.release.max_public_increase)
+        for r in release:  # each contributor's acceptance, on its own held-out text
+            figures = evaluate_for_acceptance(out, anchor, corpora[r.name], public, r.name,
+                                              max_tokens=p.eval_max_tokens)
+            accepts(figures.change, 0.0)
 
 
 def flow_story(home: Path, quick: bool) -> dict:
@@ -101,10 +103,14 @@ def flow_story(home: Path, quick: bool) -> dict:
     return {"figures": {d: {"anchor": round(f.anchor, 2), "release": round(f.release, 2),
                             "after_withdrawal": round(second.record.figures[d].release, 2)}
                         for d, f in first.record.figures.items()},
-            "contributed": {e.contributor: e.domain for e in first.record.experts},
-            "releases": [{"version": r.version, "promoted": r.promoted,
+            "contributed": {e.contributor: CONTRIBUTORS[e.contributor]
+                            for e in first.record.experts},
+            "releases": [{"version": r.version, "production": result.production[r.version],
                           "experts": [e.contributor for e in r.record.experts],
-                          "gate_failures": r.record.gate.failures()} for r in (first, second)]}
+                          "gate_failures": r.record.gate.failures(),
+                          "answers": {c: a.model_dump(exclude={"contributor", "release"})
+                                      for c, a in result.answers[r.version].items()}}
+                         for r in (first, second)]}
 
 
 def _timed(fn, *args) -> tuple[float, object]:

@@ -112,8 +112,9 @@ def _demo(report: dict) -> str:
           f"{f['release'] / f['anchor'] - 1:+.1%}"] for domain, f in demo["figures"].items()),
         align=["left"] + ["right"] * 4)]
     for r in (first, second):
-        state = "production" if r["promoted"] else "candidate (gate: " + \
-            "; ".join(r["gate_failures"]) + ")"
+        promoted = r.get("production", r.get("promoted"))  # results before issue 14: "promoted"
+        state = "production" if promoted else "candidate (gate: " + \
+            ("; ".join(r["gate_failures"]) or "passed; not accepted by all") + ")"
         lines.append(f"v{r['version']}: {', '.join(r['experts'])}; {state}.")
     lines.append(f"`{report['plan']}` plan, {report['threads']} CPU threads: the story took "
                  f"{report['flows_seconds'] / 60:.1f} minutes through the flows.")

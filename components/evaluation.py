@@ -164,3 +164,36 @@ def evaluate_against_anchor(model_dir: Path, anchor_dir: Path, corpus: Corpus, p
                            domain_perplexity_anchor=anchor[0].perplexity,
                            public_perplexity=with_module[1].perplexity,
                            public_perplexity_anchor=anchor[1].perplexity)
+
+
+class AcceptanceFigures(BaseModel):
+    """A candidate release on the contributor's own held-out text, against the anchor: what its
+    acceptance is decided on (numbers only leave the machine)."""
+
+    held_out_documents: int
+    anchor_perplexity: float
+    release_perplexity: float
+    own_routing_share: float  # the contributor's expert's share of router mass on its own text
+    public_routing_share: float  # ... and on public held-out text
+
+    @property
+    def change(self) -> float:
+        return self.release_perplexity / self.anchor_perplexity - 1
+
+
+def evaluate_for_acceptance(release_dir: Path, anchor_dir: Path, corpus: Corpus, public: Corpus,
+                            expert: str, device: str | None = None,
+                            max_tokens: int = EVAL_MAX_TOKENS) -> AcceptanceFigures:
+    """Release and anchor on `corpus`'s held-out documents (those its expert never trained on),
+    and where the release routes them and public text."""
+    own = held_out(corpus)
+    release = evaluate_model(release_dir, [own, public.split("test")], max_tokens, device=device)
+    anchor = evaluate_model(anchor_dir, [own], max_tokens, device=device)
+    if expert not in release[0].routing:
+        raise DataError(f"the release has no expert '{expert}' (experts: "
+                        f"{', '.join(release[0].routing)}); pass the contributor it includes")
+    return AcceptanceFigures(held_out_documents=len(own.documents),
+                             anchor_perplexity=anchor[0].perplexity,
+                             release_perplexity=release[0].perplexity,
+                             own_routing_share=release[0].routing[expert],
+                             public_routing_share=release[1].routing[expert])

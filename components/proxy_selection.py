@@ -30,6 +30,7 @@ EMBED_MODEL = "all-minilm-l6-v2"  # names the cache: other embeddings are other 
 # A document's opening says what it is about: 64 word pieces (of its first 400 characters) chose
 # as precisely as 128 on the built-in domains (94-100% in their slices) in half the time.
 PROXY_CHARS, PROXY_TOKENS = 400, 64
+POOL_FILE = "public_pool.json"  # the anchor's named pool: document ids, sources, licences
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +58,22 @@ def embed(texts: list[str]) -> torch.Tensor:
 
 
 def anchor_pool(anchor_dir: Path) -> Corpus:
-    """The public pool the anchor names: the built-in public mix it was trained on (its card
-    records the mix's fingerprint; an imported anchor records none and uses the mix too), so a
-    proxy id resolves to the same text on every machine."""
+    """The public pool the anchor names (`public_pool.json`: ids, sources, licences and the
+    pool's fingerprint, written with the anchor): the built-in public mix, checked against that
+    record, so a proxy id resolves to the same text on every machine."""
+    import json
+
     from components.anchor import AnchorCard
     from components.builtin_corpora import public_mix
 
     card, pool = AnchorCard.read(anchor_dir), public_mix()
-    if card.corpus is not None and card.corpus.digest != pool.fingerprint().digest:
-        raise DataError(f"anchor {anchor_dir} was trained on public text other than the built-in "
-                        f"public mix (fingerprint {card.corpus.digest[:12]}), so its public pool is "
-                        f"not here; skip proxy selection (--proxy-tokens 0) or use its anchor")
+    named = Path(anchor_dir) / POOL_FILE
+    recorded = json.loads(named.read_text())["fingerprint"] if named.is_file() else \
+        card.corpus.digest if card.corpus is not None else None
+    if recorded is not None and recorded != pool.fingerprint().digest:
+        raise DataError(f"anchor {anchor_dir} names a public pool (fingerprint {recorded[:12]}) "
+                        f"other than the built-in public mix here; install the corpora it was "
+                        f"built with, or skip proxy selection (--proxy-tokens 0)")
     return pool
 
 
@@ -135,3 +141,26 @@ def select_proxies(own_texts: list[str], pool_ids: list[str], pool_embeddings: t
                        scores=[round(float(scores[i]), 6) for i in chosen],
                        threshold=round(float(scores[chosen[-1]]), 6), tokens=tokens, auc=auc,
                        own_documents=len(own), pool_documents=len(pool))
+
+
+def resolve_proxies(pool: Corpus, proxies: dict[str, tuple[str, list[str]]]) -> dict[str, list[str]]:
+    """The operator's side: each expert's published proxy ids (with the fingerprint of the pool
+    they were chosen from) as text from the anchor's pool, best first; the public expert gets
+    the pool's documents no contributor chose. An id that does not resolve is refused: the
+    router would learn from text other than what the contributor scored."""
+    fingerprint = pool.fingerprint().digest
+    text = {d.digest: d.text for d in pool.documents}
+    resolved: dict[str, list[str]] = {}
+    for name, (pool_fingerprint, ids) in proxies.items():
+        if pool_fingerprint != fingerprint:
+            raise DataError(f"{name}'s proxies were chosen from another public pool "
+                            f"({pool_fingerprint[:12]}, this anchor's is {fingerprint[:12]}); "
+                            f"it must contribute again against this anchor")
+        missing = [i for i in ids if i not in text]
+        if missing:
+            raise DataError(f"{len(missing)} of {name}'s {len(ids)} proxy ids are not in the "
+                            f"anchor's public pool (first {missing[0][:12]}); it must run proxy "
+                            f"selection again against this anchor")
+        resolved[name] = [text[i] for i in ids]
+    chosen = {i for _, ids in proxies.values() for i in ids}
+    return {"public": [text[i] for i in sorted(text) if i not in chosen]} | resolved

@@ -161,25 +161,14 @@ def supervised_proxy_tuner(proxies: dict[str, list[str]], tokenizer, cfg: Router
     return tune
 
 
-def public_router_tuner(anchor: Path, steps: int, lr: float = 1e-3,
-                        domains: dict[str, str | None] | None = None, progress: bool = True):
-    """A `merge(..., tune=...)` hook: router tuning on public text only (public text is
-    everyone's, so no contributor's data is needed); None when `steps` is 0.
-
-    With `domains` (expert -> built-in domain) naming a domain for every expert, each expert gets
-    the public mix's slice of its domain as proxy text and the supervised router loss; otherwise
-    the routers tune on the LM loss over the public mix."""
+def proxy_router_tuner(anchor: Path, proxies: dict[str, list[str]], steps: int,
+                       lr: float = 1e-3, progress: bool = True):
+    """A `merge(..., tune=...)` hook: routers tuned on public proxy text, `proxies` mapping every
+    expert name (`public` included) to public text resembling its domain (each contributor's
+    from its published proxy selection); None when `steps` is 0 (the untuned merge)."""
     if steps == 0:
         return None
-    from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain, proxy_corpus
     from components.checkpoints import load_tokenizer
 
-    cfg = RouterTuningConfig(steps=steps, lr=lr)
-    tokenizer = load_tokenizer(anchor)
-    if domains and all(d in PRIVATE_DOMAINS for d in domains.values()):
-        proxies = {PUBLIC: proxy_corpus(PUBLIC).split("train").texts()}
-        proxies |= {name: proxy_corpus(d).split("train").texts() for name, d in domains.items()}
-        return supervised_proxy_tuner(proxies, tokenizer, cfg, progress=progress)
-    return public_proxy_tuner(load_domain(PUBLIC).split("train").texts(), tokenizer, cfg,
-                              progress=progress)
-
+    return supervised_proxy_tuner(proxies, load_tokenizer(anchor),
+                                  RouterTuningConfig(steps=steps, lr=lr), progress=progress)

@@ -1,6 +1,7 @@
 """`anchor_flow`: the operator's first step.
 
-    check the target -> train (preset) or import (source) -> register `flexo-anchor`
+    check the target -> train (preset) or import (source), its public pool named beside it ->
+    register `flexo-anchor`
 
 Every module and release names the anchor it belongs to by the fingerprint the version is
 tagged with.
@@ -65,11 +66,27 @@ def build_anchor(out: Path, preset: str, source: str | None, seed: int,
         if card.corpus:
             runs.log_fingerprint_input("public-mix", card.corpus.digest, "training",
                                        documents=str(card.corpus.documents))
+        pool = name_public_pool(out)
         runs.log_metrics({"parameters": card.parameters, "train_tokens": card.train_tokens,
                           "train_seconds": card.train_seconds})
-    get_run_logger().info("anchor %s: %d parameters, fingerprint %s", out, card.parameters,
-                          card.fingerprint[:16])
+    get_run_logger().info("anchor %s: %d parameters, fingerprint %s; public pool %s, %d "
+                          "documents", out, card.parameters, card.fingerprint[:16],
+                          pool["fingerprint"][:12], len(pool["documents"]))
     return card
+
+
+def name_public_pool(anchor: Path) -> dict:
+    """Write the anchor's public pool (document ids, sources, licences, fingerprint) beside its
+    weights: registered with it, downloaded with it, what proxy ids refer to."""
+    import json
+
+    from components.atomic import atomic_write
+    from components.builtin_corpora import public_pool_index
+    from components.proxy_selection import POOL_FILE
+
+    pool = public_pool_index()
+    atomic_write(anchor / POOL_FILE, json.dumps(pool, indent=0) + "\n")
+    return pool
 
 
 @task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)

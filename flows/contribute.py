@@ -49,9 +49,6 @@ class ContributeConfig(BaseModel):
     proxies: ProxyConfig | None = ProxyConfig()  # None skips proxy selection
     device: str | None = None
     eval_max_tokens: int = Field(65_536, gt=0)  # held-out tokens per corpus, local evaluation
-    # The built-in domain whose public held-out text stands for this data in release evaluations
-    # (the operator never sees the data itself); None: judged on the public mix only.
-    domain: str | None = None
 
 
 class ContributionResult(BaseModel):
@@ -135,24 +132,16 @@ def select_proxies(anchor: Path, corpus: Corpus, cfg: ProxyConfig) -> ProxySelec
     """Public documents resembling the data, chosen here: a classifier of the contributor's
     training documents against the anchor's public pool. Only the chosen public documents' ids
     and numbers come out (the manifest publishes them; release router tuning reads them)."""
-    from components import proxy_selection
-    from components.checkpoints import load_tokenizer
-    from flows.settings import shared_cache
+    from flows.modules import choose_proxies
 
-    pool = proxy_selection.anchor_pool(anchor)
-    ids, embeddings = proxy_selection.pool_embeddings(pool, shared_cache())
-    tokenizer = load_tokenizer(anchor)
-    text = {d.digest: d.text for d in pool.documents}
-    choice = proxy_selection.select_proxies(
-        corpus.training_texts(), ids, embeddings, lambda t: len(tokenizer(t).input_ids),
-        text.__getitem__, cfg)
+    choice = choose_proxies(anchor, corpus, cfg)
     with runs.child_run("proxies"):
         runs.log_params(cfg.model_dump())
         runs.log_metrics({"proxy.auc": choice.auc, "proxy.documents": len(choice.ids),
                           "proxy.tokens": choice.tokens, "proxy.threshold": choice.threshold})
     get_run_logger().info("proxies: %d public documents (%d tokens), held-out AUC %.3f",
                           len(choice.ids), choice.tokens, choice.auc)
-    return ProxySelection(pool_fingerprint=pool.fingerprint().digest, **choice.model_dump())
+    return choice
 
 
 def training_key(anchor_fingerprint: str, contributor: str, data_digest: str,
@@ -270,7 +259,7 @@ def finish_manifest(module: Path, manifest: ExpertManifest, report: ValidationRe
 
 
 @task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
-def publish(contributor: str, module: Path, manifest: ExpertManifest, domain: str | None) -> int:
+def publish(contributor: str, module: Path, manifest: ExpertManifest) -> int:
     """Log the module to the flow's run and register it as a `pending` version, unless these
     exact weights are already registered and not revoked (a rerun publishes nothing new)."""
     name = registry.expert_model(contributor)
@@ -285,7 +274,7 @@ def publish(contributor: str, module: Path, manifest: ExpertManifest, domain: st
         name, "module",
         ExpertTags(contributor=contributor, anchor_fingerprint=manifest.anchor_fingerprint,
                    weights_sha256=manifest.weights_sha256,
-                   data_fingerprint=manifest.data_fingerprint.digest, domain=domain,
+                   data_fingerprint=manifest.data_fingerprint.digest,
                    code_version=manifest.code_version),
         description=f"Expert module of {contributor}; awaiting review.")
     events.emit(events.EXPERT_PUBLISHED, f"flexo.expert.{contributor}",
@@ -321,7 +310,7 @@ def contribute_flow(contributor: str, data: Path, anchor: Path | None = None,
             local = evaluate_locally(dense, anchor, corpus, cfg.device, cfg.eval_max_tokens)
             audit = audit_privacy(dense, corpus, cfg.audit) if cfg.audit else None
         manifest = finish_manifest(module, trained, report, pii, proxies, local, audit)
-        version = publish(contributor, module, manifest, cfg.domain)
+        version = publish(contributor, module, manifest)
     return ContributionResult(
         contributor=contributor, registered_model=registry.expert_model(contributor),
         version=version, module_dir=target / "module", weights_sha256=manifest.weights_sha256,

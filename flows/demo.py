@@ -1,8 +1,14 @@
 """`demo_flow`: the story of DESIGN §4 on the built-in corpora, one parent flow whose steps are the
 real flows an operator, contributor or reviewer would run (Prefect shows them as subflows):
 
-    1 anchor_flow -> 2 contribute_flow per contributor (proxies chosen there) -> 3 review_flow per module (declared demo
-    reviewers) -> 4 release_flow -> 5 withdraw_flow (revoke and re-release) -> 6 summary
+    1 anchor_flow -> 2 contribute_flow per contributor (public proxies chosen on its machine)
+    -> 3 review_flow per module (declared demo reviewers) -> 4 release_flow (a candidate) ->
+    5 accept_flow per contributor, on its own held-out text, then promote_flow -> 6 withdraw_flow
+    (revoke and re-release a candidate) -> 7 accept_flow and promote_flow again -> 8 summary
+
+No contributor declares what its data is: the built-in domains are only where the demo's closed
+text comes from. Routing comes from the proxies each contributor published, and `production`
+moves only when the contributors have measured the candidate and accepted it.
 """
 
 from __future__ import annotations
@@ -17,28 +23,29 @@ from pydantic import BaseModel
 from components.expert_training import ExpertConfig
 from components.extraction_audit import AuditConfig
 from components.proxy_selection import ProxyConfig
+from flows.accept import AcceptConfig, accept_flow
 from flows.anchor import anchor_flow
 from flows.contribute import ContributeConfig, contribute_flow
+from flows.promote import promote_flow
 from flows.release import ReleaseConfig, ReleaseResult, release_flow
 from flows.review import declare_reviewer, review_flow
 from flows.withdraw import withdraw_flow
+from governance.acceptance import AcceptanceReport
 
-# Contributor id -> the built-in domain standing in for its closed data.
+# Contributor id -> the built-in domain its closed text is taken from (the demo's knowledge only:
+# nothing in the pipeline is told).
 CONTRIBUTORS = {"code-commons": "code", "legal-aid": "legal", "med-notes": "medical"}
 REVIEWERS = ("demo-reviewer-a", "demo-reviewer-b")  # declared as demo reviewers, recorded so
 WITHDRAWING = "legal-aid"
-STEPS = 6
+STEPS = 8
 
 
 class DemoPlan(BaseModel):
     preset: str
     expert: ExpertConfig
     audit: AuditConfig
-    # Proxy selection costs the default demo ~75 s (embedding the public pool once, then each
-    # contributor's sample) and release routing does not read proxies yet (issue 14): the quick
-    # demo runs it, so every step of a contribution is exercised and scanned for leaks.
-    proxies: ProxyConfig | None
-    eval_max_tokens: int  # the contributors' local evaluation
+    proxies: ProxyConfig  # release router tuning learns each expert's domain from these
+    eval_max_tokens: int  # the contributors' local evaluation and acceptance
     release: ReleaseConfig
 
 
@@ -49,12 +56,11 @@ def plan(quick: bool) -> DemoPlan:
                         expert=ExpertConfig(steps=40, router_documents=100, checkpoint_every=0),
                         audit=AuditConfig(documents=8, samples=2),
                         proxies=ProxyConfig(max_documents=200), eval_max_tokens=4096,
-                        release=ReleaseConfig(router_tuning_steps=10, eval_max_tokens=4096,
-                                              max_public_increase=0.5))
+                        release=ReleaseConfig(router_tuning_steps=10, eval_max_tokens=4096))
     return DemoPlan(preset="small",
                     expert=ExpertConfig(steps=150, router_documents=300, checkpoint_every=0),
                     audit=AuditConfig(documents=16, samples=4),
-                    proxies=None, eval_max_tokens=16_384,
+                    proxies=ProxyConfig(), eval_max_tokens=16_384,
                     release=ReleaseConfig(router_tuning_steps=30, eval_max_tokens=16_384))
 
 
@@ -64,17 +70,20 @@ class DemoResult(BaseModel):
     first: ReleaseResult
     after_withdrawal: ReleaseResult
     contributions: dict[str, int]  # contributor -> registered version
+    answers: dict[int, dict[str, AcceptanceReport]]  # release version -> contributor -> answer
+    production: dict[int, bool]  # release version -> promoted to production
 
 
 @task(cache_policy=NO_CACHE)
 def contributor_data(home: Path, contributor: str, domain: str) -> Path:
-    """The contributor's closed text on "their machine": the built-in domain's train split."""
+    """The contributor's closed text on "their machine": a built-in domain (its documents outside
+    the public mix). Its training split trains the expert; its held-out split judges releases."""
     from components.builtin_corpora import load_domain
     from components.user_data import write_directory
 
     data = home / "contributors" / contributor / "data"
     if not data.exists():
-        write_directory(load_domain(domain).split("train"), data, domain)
+        write_directory(load_domain(domain), data, domain)
     return data
 
 
@@ -82,6 +91,15 @@ def contributor_data(home: Path, contributor: str, domain: str) -> Path:
 def declare_demo_reviewers() -> None:
     for name in REVIEWERS:
         declare_reviewer(name, kind="demo", organisation="flexo demo")
+
+
+def answer_and_promote(version: int, data: dict[str, Path], eval_max_tokens: int,
+                       ) -> tuple[dict[str, AcceptanceReport], bool]:
+    """Each contributor in the release measures it on its own machine and answers; then the
+    promotion the last acceptance triggers in a deployment (here called in turn)."""
+    cfg = AcceptConfig(eval_max_tokens=eval_max_tokens)
+    answers = {c: accept_flow(c, version, path, cfg) for c, path in data.items()}
+    return answers, promote_flow(version).promoted
 
 
 @flow(name="demo")
@@ -94,28 +112,39 @@ def demo_flow(home: Path, quick: bool = False,
     say(f"1/{STEPS} operator: train the public anchor ({p.preset} preset) and register "
         f"flexo-anchor")
     anchor = anchor_flow(preset=p.preset)
-    contributions = {}
+    contributions, data = {}, {}
     for i, (contributor, domain) in enumerate(CONTRIBUTORS.items()):
-        say(f"2/{STEPS} contributor {contributor}: validate, train, evaluate, audit and publish "
-            f"an expert on its closed {domain} text ({i + 1}/{len(CONTRIBUTORS)})")
-        data = contributor_data(home, contributor, domain)
-        cfg = ContributeConfig(expert=p.expert, audit=p.audit, proxies=p.proxies, domain=domain,
+        say(f"2/{STEPS} contributor {contributor}: validate, select public proxies, train, "
+            f"evaluate, audit and publish an expert on its closed {domain} text "
+            f"({i + 1}/{len(CONTRIBUTORS)})")
+        data[contributor] = contributor_data(home, contributor, domain)
+        cfg = ContributeConfig(expert=p.expert, audit=p.audit, proxies=p.proxies,
                                eval_max_tokens=p.eval_max_tokens)
-        contributions[contributor] = contribute_flow(contributor, data, anchor.directory,
-                                                     cfg).version
+        contributions[contributor] = contribute_flow(contributor, data[contributor],
+                                                     anchor.directory, cfg).version
     say(f"3/{STEPS} reviewers: {', '.join(REVIEWERS)} (declared as demo reviewers) approve each "
         f"module")
     declare_demo_reviewers()
     for i, (contributor, version) in enumerate(contributions.items()):
         review_flow(contributor, version, REVIEWERS[i % len(REVIEWERS)], "approved",
                     note="demo review: automatic, not a human judgement")
-    say(f"4/{STEPS} operator: merge the approved modules, evaluate, gate and register "
-        f"flexo-release")
+    say(f"4/{STEPS} operator: merge the approved modules (routers tuned on their proxies), "
+        f"evaluate, gate and register a candidate flexo-release")
     first = release_flow(p.release)
-    say(f"5/{STEPS} {WITHDRAWING} withdraws: its versions are revoked and the release is rebuilt "
+    say(f"5/{STEPS} contributors: each measures candidate v{first.version} on its own held-out "
+        f"text and answers; production moves when all accept")
+    answers, production = {}, {}
+    answers[first.version], production[first.version] = answer_and_promote(
+        first.version, data, p.eval_max_tokens)
+    say(f"6/{STEPS} {WITHDRAWING} withdraws: its versions are revoked and a candidate is built "
         f"without it")
     withdrawal = withdraw_flow(WITHDRAWING, actor=WITHDRAWING, reason="demo withdrawal",
                                release=p.release)  # judged as the first release was
-    say(f"6/{STEPS} summary")
-    return DemoResult(home=home, anchor=anchor.directory, first=first,
-                      after_withdrawal=withdrawal.release, contributions=contributions)
+    second = withdrawal.release
+    say(f"7/{STEPS} contributors: the remaining ones measure candidate v{second.version} and "
+        f"answer")
+    answers[second.version], production[second.version] = answer_and_promote(
+        second.version, {c: d for c, d in data.items() if c != WITHDRAWING}, p.eval_max_tokens)
+    say(f"8/{STEPS} summary")
+    return DemoResult(home=home, anchor=anchor.directory, first=first, after_withdrawal=second,
+                      contributions=contributions, answers=answers, production=production)

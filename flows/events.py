@@ -1,7 +1,8 @@
 """flexo's Prefect custom events (DESIGN §3), named and emitted in one place.
 
 prefect.yaml's triggers match these names and resources: `release` runs on EXPERT_APPROVED,
-`withdraw` on WITHDRAWAL_REQUESTED (its parameters templated from the payload).
+`withdraw` on WITHDRAWAL_REQUESTED (its parameters templated from the payload), `promote` on
+RELEASE_ACCEPTED (the release version from the payload).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ EXPERT_PUBLISHED = "flexo.expert.published"
 EXPERT_APPROVED = "flexo.expert.approved"
 WITHDRAWAL_REQUESTED = "flexo.withdrawal.requested"
 RELEASE_PUBLISHED = "flexo.release.published"
+RELEASE_ACCEPTED = "flexo.release.accepted"
+RELEASE_REJECTED = "flexo.release.rejected"
+RELEASE_PROMOTED = "flexo.release.promoted"
 
 
 def emit(event: str, resource_id: str, payload: dict[str, Any],

@@ -1,5 +1,7 @@
-"""Train one expert module into a directory with its manifest: shared by `flexo expert train` and
-`contribute_flow`, so a module means the same thing whichever way it was made."""
+"""Expert modules on disk with their manifests: training one (shared by `flexo expert train` and
+`contribute_flow`, so a module means the same thing whichever way it was made), checking a cached
+copy, and reading the proxy text its manifest publishes (shared by `flexo merge` and
+`release_flow`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from pathlib import Path
 
 from components.documents import Corpus
 from components.expert_training import ExpertConfig, ExpertResult
-from governance.manifest import ExpertManifest
+from components.proxy_selection import ProxyConfig
+from governance.manifest import ExpertManifest, ProxySelection
 
 
 def resume_dir(target: Path) -> Path:
@@ -18,8 +21,10 @@ def resume_dir(target: Path) -> Path:
 
 def train_module(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConfig,
                  out_dir: Path, device: str | None = None, progress: bool = True,
+                 proxies: ProxySelection | None = None,
                  ) -> tuple[ExpertManifest, ExpertResult]:
-    """Train on `corpus` (public text mixed in per `cfg`) and write `out_dir` all at once."""
+    """Train on `corpus` (public text mixed in per `cfg`) and write `out_dir` all at once, the
+    manifest naming `proxies` when given."""
     from components.atomic import atomic_output_dir
     from components.builtin_corpora import PUBLIC, load_domain
     from components.clock import timestamp
@@ -37,11 +42,28 @@ def train_module(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConf
             data_fingerprint=DataFingerprint(**result.data_fingerprint.model_dump()),
             training=result.config.model_dump(), metrics=result.metrics,
             differential_privacy=result.privacy.model_dump() if result.privacy else None,
-            code_version=code_version(), created_at=timestamp(),
+            proxies=proxies, code_version=code_version(), created_at=timestamp(),
         )
         manifest.write(tmp)
     shutil.rmtree(resume, ignore_errors=True)
     return manifest, result
+
+
+def choose_proxies(anchor: Path, corpus: Corpus, cfg: ProxyConfig) -> ProxySelection:
+    """The contributor's proxy selection (DESIGN §1.6): its classifier, its training documents
+    against `anchor`'s public pool (embeddings cached in the shared cache: public text)."""
+    from components import proxy_selection
+    from components.checkpoints import load_tokenizer
+    from flows.settings import shared_cache
+
+    pool = proxy_selection.anchor_pool(anchor)
+    ids, embeddings = proxy_selection.pool_embeddings(pool, shared_cache())
+    tokenizer = load_tokenizer(anchor)
+    text = {d.digest: d.text for d in pool.documents}
+    choice = proxy_selection.select_proxies(
+        corpus.training_texts(), ids, embeddings, lambda t: len(tokenizer(t).input_ids),
+        text.__getitem__, cfg)
+    return ProxySelection(pool_fingerprint=pool.fingerprint().digest, **choice.model_dump())
 
 
 def intact_module(directory: Path) -> ExpertManifest | None:
@@ -61,3 +83,21 @@ def intact_module(directory: Path) -> ExpertManifest | None:
     weights = directory / manifest.weights_file
     return manifest if weights.is_file() and file_sha256(weights) == manifest.weights_sha256 \
         else None
+
+
+def published_proxies(anchor: Path, modules: dict[str, Path]) -> dict[str, list[str]]:
+    """Public proxy text per expert for router tuning: each module's published proxy ids
+    resolved in `anchor`'s public pool (the public expert gets the rest of the pool). A module
+    that published no proxy selection is refused: nothing would tell the router its domain."""
+    from components.errors import DataError
+    from components.proxy_selection import anchor_pool, resolve_proxies
+
+    published = {}
+    for name, directory in modules.items():
+        selection = ExpertManifest.read(directory).proxies
+        if selection is None:
+            raise DataError(f"{name}'s module publishes no proxy selection, so router tuning "
+                            f"cannot learn its domain; it must contribute again with proxy "
+                            f"selection on (the default)")
+        published[name] = (selection.pool_fingerprint, selection.ids)
+    return resolve_proxies(anchor_pool(anchor), published)

@@ -1,13 +1,16 @@
 """`release_flow`: the operator's step.
 
     select the newest approved module per contributor -> fetch them against their approved
-    hashes -> merge (routers tuned on public proxy text) -> evaluate (per-domain perplexity,
-    routing, plots) -> gate -> write release.json and the model card -> register a
-    `flexo-release` version (alias `candidate`; `production` when the gate passed) and emit
-    `flexo.release.published` -> install it under FLEXO_HOME
+    hashes -> resolve each module's published proxy ids in the anchor's public pool -> merge
+    (routers tuned on that proxy text) -> evaluate (public and built-in held-out text, routing,
+    plots) -> gate (public text) -> write release.json and the model card -> register a
+    `flexo-release` version with alias `candidate` and emit `flexo.release.published` -> install
+    it under FLEXO_HOME
 
-Nothing is registered until the release has been built, evaluated and judged: a failure on the
-way leaves the registry and the `production` alias as they were, and no build directory behind.
+`production` is not this flow's to move: each contributor measures the candidate on its own
+held-out text (`accept_flow`) and `promote_flow` moves the alias once all have accepted. Nothing
+is registered until the release has been built, evaluated and judged: a failure on the way leaves
+the registry as it was, and no build directory behind.
 """
 
 from __future__ import annotations
@@ -40,17 +43,17 @@ class ReleaseConfig(BaseModel):
     """How a release is built and judged."""
 
     top_k: int | None = Field(None, ge=1)  # experts active per token; None: all of them
-    router_tuning_steps: int = Field(30, ge=0)  # 0 skips router tuning on public proxy text
+    router_tuning_steps: int = Field(30, ge=0)  # 0: the untuned merge (no proxies needed)
     router_tuning_lr: float = Field(1e-2, gt=0)  # router rows only: they move little at 1e-3
     eval_max_tokens: int = Field(16_384, gt=0)  # held-out tokens per domain
-    max_public_increase: float = Field(0.10, ge=0)  # gate: public perplexity may rise this much
+    max_public_increase: float = Field(0.02, ge=0)  # gate: public perplexity may rise this much
     device: str | None = None
 
 
 class ReleaseResult(BaseModel):
     version: int
     directory: Path
-    promoted: bool
+    gate_passed: bool  # the operator's checks; `production` waits for the contributors too
     record: ReleaseRecord
     mlflow_run_id: str
 
@@ -111,20 +114,34 @@ def fetch(selection: Selection) -> tuple[Path, list[ModuleRef]]:
 
 
 @task(cache_policy=NO_CACHE)
-def merge_release(anchor: Path, modules: list[ModuleRef], out: Path, selection: Selection,
-                  cfg: ReleaseConfig) -> MergeRecord:
-    """Merge with every expert on (top-k all by default), routers tuned on public proxy text:
-    the public mix's slice of each contributor's declared domain when all declared one."""
+def resolve_proxies(anchor: Path, modules: list[ModuleRef]) -> dict[str, list[str]]:
+    """Each module's published proxy ids as public text from the anchor's pool (the public
+    expert: the rest of the pool); a module without proxies, or with ids the pool does not
+    hold, is refused before anything is merged."""
+    from flows.modules import published_proxies
+
+    proxies = published_proxies(anchor, {m.name: m.directory for m in modules})
+    for name, texts in proxies.items():
+        get_run_logger().info("router-tuning proxy for %s: %d public documents", name,
+                              len(texts))
+    return proxies
+
+
+@task(cache_policy=NO_CACHE)
+def merge_release(anchor: Path, modules: list[ModuleRef], out: Path,
+                  proxies: dict[str, list[str]] | None, cfg: ReleaseConfig) -> MergeRecord:
+    """Merge with every expert on (top-k all by default), routers tuned on each expert's public
+    proxy text (untuned when `proxies` is None)."""
     from components.merge import merge
-    from components.router_tuning import public_router_tuner
+    from components.router_tuning import proxy_router_tuner
 
     top_k = cfg.top_k or len(modules) + 1
     with runs.child_run("merge"):
         runs.log_params({"top_k": top_k, "router_tuning_steps": cfg.router_tuning_steps,
                          "router_tuning_lr": cfg.router_tuning_lr,
                          "experts": ",".join(m.name for m in modules)})
-        tune = public_router_tuner(anchor, cfg.router_tuning_steps, cfg.router_tuning_lr,
-                                   {e.contributor: e.domain for e in selection.experts})
+        tune = proxy_router_tuner(anchor, proxies, cfg.router_tuning_steps,
+                                  cfg.router_tuning_lr) if proxies else None
         record = merge(anchor, modules, out, top_k=top_k, tune=tune)
         runs.log_dict(record.model_dump(), "merge_record.json")
         if record.router_tuning:
@@ -184,13 +201,15 @@ def write_release_files(build: Path, selection: Selection, merged: MergeRecord,
     """`release.json` (what went in, how it measured, the decision) and the model card."""
     from components.atomic import atomic_write
     from components.clock import timestamp
+    from components.fingerprint import fingerprint_checkpoint
     from flows.versioning import code_version
     from governance.release import model_card
 
     record = ReleaseRecord(
         anchor_version=selection.anchor_version, anchor_fingerprint=selection.anchor_fingerprint,
         experts=selection.experts, excluded=selection.excluded, top_k=merged.top_k,
-        plan_digest=merged.plan_digest, router_tuning=merged.router_tuning, figures=figures,
+        plan_digest=merged.plan_digest, checkpoint_sha256=fingerprint_checkpoint(build),
+        router_tuning=merged.router_tuning, figures=figures,
         gate=decision, code_version=code_version(), created_at=timestamp())
     atomic_write(build / "release.json", record.model_dump_json(indent=2) + "\n")
     atomic_write(build / "README.md", model_card(record))
@@ -200,35 +219,30 @@ def write_release_files(build: Path, selection: Selection, merged: MergeRecord,
 @task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
 def register_release(directory: Path, record: ReleaseRecord, evaluation_run_id: str) -> int:
     """The release as a pyfunc model version (its artifacts: the HF checkpoint), alias
-    `candidate`; `production` too when the gate passed."""
+    `candidate`, announced to the contributors who must accept it."""
     from governance.tags import ReleaseTags
 
     tags = ReleaseTags(
         anchor_version=record.anchor_version, anchor_fingerprint=record.anchor_fingerprint,
         experts={e.contributor: e.version for e in record.experts},
         excluded=list(record.excluded), gate="passed" if record.gate.passed else "failed",
-        plan_digest=record.plan_digest, release_run_id=runs.active_run_id(),
+        plan_digest=record.plan_digest, checkpoint_sha256=record.checkpoint_sha256,
+        release_run_id=runs.active_run_id(),
         evaluation_run_id=evaluation_run_id, code_version=record.code_version)
     version = releases.register_release(directory, tags, record.model_dump(mode="json"))
     events.emit(events.RELEASE_PUBLISHED, f"flexo.release.{version}",
-                {"version": version, "production": record.gate.passed,
+                {"version": version, "gate": tags.gate,
                  "experts": {e.contributor: e.version for e in record.experts}})
-    get_run_logger().info("registered flexo-release version %d (%s)", version,
-                          "production" if record.gate.passed else "candidate only")
+    get_run_logger().info("registered flexo-release version %d as candidate (gate %s)", version,
+                          tags.gate)
     return version
 
 
 @task(cache_policy=NO_CACHE)
-def install(build: Path, version: int, promoted: bool) -> Path:
-    """Move the build to `$FLEXO_HOME/releases/v<N>`; point `releases/production` at it when
-    promoted (what `flexo generate` loads by default), in one atomic swap of the link."""
-    from components.atomic import atomic_file
-
+def install(build: Path, version: int) -> Path:
+    """Move the build to `$FLEXO_HOME/releases/v<N>` (where promotion links `production`)."""
     target = build.with_name(f"v{version}")
     build.rename(target)
-    if promoted:
-        with atomic_file(target.with_name("production")) as link:
-            link.symlink_to(target.name)
     return target
 
 
@@ -240,11 +254,12 @@ def release_flow(config: ReleaseConfig | None = None) -> ReleaseResult:
                        cfg.model_dump()) as run_id, removed_on_failure(new_build()) as build:
         selection = select_modules()
         anchor, modules = fetch(selection)
-        merged = merge_release(anchor, modules, build, selection, cfg)
+        proxies = resolve_proxies(anchor, modules) if cfg.router_tuning_steps else None
+        merged = merge_release(anchor, modules, build, proxies, cfg)
         figures, evaluation_run = evaluate_release(build, anchor, cfg)
         decision = gate(figures, selection.experts, cfg)
         record = write_release_files(build, selection, merged, figures, decision)
         version = register_release(build, record, evaluation_run)
-        directory = install(build, version, decision.passed)
-    return ReleaseResult(version=version, directory=directory, promoted=decision.passed,
+        directory = install(build, version)
+    return ReleaseResult(version=version, directory=directory, gate_passed=decision.passed,
                          record=record, mlflow_run_id=run_id)

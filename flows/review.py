@@ -93,6 +93,6 @@ def version_rows() -> list[dict[str, str]]:
     runs.configure()
     return [{"contributor": contributor, "version": str(v.version),
              "status": v.tags.approval_status, "reviewed_by": v.tags.reviewed_by or "",
-             "weights": v.tags.weights_sha256[:12], "domain": v.tags.domain or ""}
+             "weights": v.tags.weights_sha256[:12]}
             for contributor in registry.contributors()
             for v in registry.expert_versions(contributor)]

@@ -9,7 +9,7 @@ Readers ignore tags they do not know (a UI user may add some); absent optional t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Generic, Literal, Self, TypeVar
+from typing import Annotated, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
@@ -70,7 +70,6 @@ class ExpertTags(TagRecord):
     anchor_fingerprint: str = Field(pattern=SHA256)
     weights_sha256: str = Field(pattern=SHA256)
     data_fingerprint: str = Field(pattern=SHA256)
-    domain: str | None = None  # a built-in domain standing in for the data at release time
     code_version: str
     approval_status: ApprovalStatus = "pending"
 
@@ -101,7 +100,6 @@ class ExpertVersionTags(TagRecord):
     anchor_fingerprint: str = ""
     weights_sha256: str = ""
     data_fingerprint: str = ""
-    domain: str | None = None
     code_version: str = ""
     approval_status: ApprovalStatus = "pending"
     reviewed_by: str | None = None
@@ -113,6 +111,37 @@ class ExpertVersionTags(TagRecord):
     withdrawal_reason: str | None = None
 
 
+class AcceptanceTags(TagRecord):
+    """A contributor's answer to a release (issue 14): measured on its own machine, on its own
+    held-out text; numbers only. Written as `acceptance.<id>.<field>`, the verdict last (as
+    `acceptance.<id>`), so a reader never sees a verdict without its figures."""
+
+    PREFIX: ClassVar[str] = "acceptance."
+
+    contributor: ContributorId
+    anchor_perplexity: float
+    release_perplexity: float
+    change: float
+    own_routing_share: float
+    public_routing_share: float
+    run_id: str
+    answered_at: str
+    verdict: Literal["accepted", "rejected"]
+
+    def to_tags(self) -> dict[str, str]:
+        key = f"{self.PREFIX}{self.contributor}"
+        fields = self.model_dump(mode="json", exclude={"contributor", "verdict"})
+        return {f"{key}.{name}": str(value) for name, value in fields.items()} | \
+            {key: self.verdict}
+
+    @classmethod
+    def for_contributor(cls, contributor: str, tags: Mapping[str, str]) -> AcceptanceTags:
+        key = f"{cls.PREFIX}{contributor}"
+        fields = {name: tags[f"{key}.{name}"] for name in cls.model_fields
+                  if f"{key}.{name}" in tags}
+        return cls.model_validate(fields | {"contributor": contributor, "verdict": tags[key]})
+
+
 class ReleaseTags(TagRecord):
     """A `flexo-release` version."""
 
@@ -122,13 +151,25 @@ class ReleaseTags(TagRecord):
     excluded: CommaList = []
     gate: Literal["passed", "failed"]
     plan_digest: str
+    checkpoint_sha256: str = Field(pattern=SHA256)  # the merged weights contributors evaluate
     release_run_id: str
     evaluation_run_id: str
     code_version: str
     production_since: str | None = None  # OSS MLflow keeps no alias history: flexo records it
+    # contributor -> its answer (`acceptance.<id>.*` tags: one key set per contributor, so two
+    # contributors answering at once never overwrite each other)
+    acceptances: dict[str, AcceptanceTags] = Field({}, exclude=True)
 
     def holds(self, contributor: str) -> bool:
         return contributor in self.experts
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> Self:
+        answers = {key.split(".")[1] for key in tags if key.startswith(AcceptanceTags.PREFIX)}
+        record = super().from_tags(tags)
+        return record.model_copy(update={"acceptances": {
+            c: AcceptanceTags.for_contributor(c, tags) for c in sorted(answers)
+            if f"{AcceptanceTags.PREFIX}{c}" in tags}})  # the verdict is written last
 
 
 class PromotionTags(TagRecord):

@@ -6,6 +6,7 @@ summary; `app` holds the Typer app, the error mapping and `main`, `options` the 
 """
 
 from flows.cli import (  # noqa: F401  (each module registers its commands, in help order)
+    accept,
     anchor,
     audit,
     contribute,

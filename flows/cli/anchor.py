@@ -1,4 +1,5 @@
-"""`flexo anchor train|import`: the public anchor model."""
+"""`flexo anchor train|import|register`: the public anchor model (`register`: the anchor flow,
+into the registry)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.app import command, out, sub_app
+from flows.cli.app import FLOW_LIBRARIES, command, out, sub_app
+from flows.cli.console import StoryDisplay
 from flows.cli.options import DeviceOpt, OutOpt, Preset
 
 anchor_app = sub_app("anchor", "The public anchor model.")
@@ -56,3 +58,20 @@ def anchor_import(
     card = import_anchor(source, target, public=lambda: load_domain(PUBLIC))
     out.print(f"anchor imported to {target} ({card.parameters:,} parameters, "
               f"fingerprint {card.fingerprint[:16]})")
+
+
+@command(anchor_app, "register", log=FLOW_LIBRARIES)
+def anchor_register(
+    preset: Annotated[Preset, typer.Option(help="Model size to train.")] = Preset.small,
+    source: Annotated[str | None, typer.Option(
+        "--from", help="Import this checkpoint (directory or hub id) instead of training.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: DeviceOpt = None,
+) -> None:
+    """The operator's anchor flow: train (or import) the anchor and register it as flexo-anchor."""
+    from flows.anchor import anchor_flow
+
+    with StoryDisplay(out):
+        result = anchor_flow(preset=preset.value, source=source, seed=seed, device=device)
+    out.print(f"flexo-anchor version {result.version} registered (fingerprint "
+              f"{result.fingerprint[:16]}); files in {result.directory}")

@@ -72,9 +72,9 @@ def verbose() -> bool:
     return VERBOSE.get()
 
 
-def sub_app(name: str, help: str) -> typer.Typer:
+def sub_app(name: str, help: str, no_args_is_help: bool = True) -> typer.Typer:
     """A command group (`flexo anchor ...`), registered on the app."""
-    group = typer.Typer(name=name, help=help, no_args_is_help=True)
+    group = typer.Typer(name=name, help=help, no_args_is_help=no_args_is_help)
     app.add_typer(group, name=name)
     return group
 
@@ -84,20 +84,28 @@ FLOW_LIBRARIES = ("transformers", "prefect", "mlflow")
 
 
 def command(group: typer.Typer, name: str | None = None,
-            log: tuple[str, ...] | None = MODEL_LIBRARIES) -> Callable[..., Any]:
+            log: tuple[str, ...] | None = MODEL_LIBRARIES,
+            default: bool = False) -> Callable[..., Any]:
     """Register a command on `group` with flexo's error mapping; unless `log` is None, its run
     writes the `log` libraries' chatter (and Python's warnings) to a file under FLEXO_HOME/logs
-    instead of the console (`flows.cli.console.command_log`)."""
+    instead of the console (`flows.cli.console.command_log`).
+
+    `default`: the group's own command, run when no subcommand is named (`flexo release` builds,
+    `flexo release status` reports); it takes `ctx: typer.Context` and does nothing when a
+    subcommand follows."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         body = fn
         if log is not None:
             label = "-".join(x for x in (group.info.name, name or fn.__name__) if x)
+            label = group.info.name if default else label
 
             @functools.wraps(fn)
             def body(*args: Any, **kwargs: Any) -> Any:
                 from flows.cli.console import command_log
 
+                if default and kwargs["ctx"].invoked_subcommand:
+                    return None
                 if "prefect" in log:
                     from flows.settings import prepare_prefect
 
@@ -105,6 +113,8 @@ def command(group: typer.Typer, name: str | None = None,
                 with command_log(label.replace("_", "-"), verbose(), libraries=log):
                     return fn(*args, **kwargs)
 
+        if default:
+            return group.callback(invoke_without_command=True)(friendly_errors(body))
         return group.command(name)(friendly_errors(body))
 
     return register

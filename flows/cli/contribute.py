@@ -10,7 +10,15 @@ import typer
 from components.errors import ConfigError
 from flows.cli.app import FLOW_LIBRARIES, app, checked_contributor, command, out
 from flows.cli.console import StoryDisplay, current_log
-from flows.cli.options import ContributorOpt, DeviceOpt, PiiOpt, PiiPolicy, expert_options
+from flows.cli.options import (
+    ContributorOpt,
+    DeviceOpt,
+    PiiOpt,
+    PiiPolicy,
+    ProxyTokensOpt,
+    expert_options,
+    proxy_config,
+)
 from flows.cli.render import log_hint
 
 
@@ -19,35 +27,32 @@ from flows.cli.render import log_hint
 def contribute(
     contributor: ContributorOpt,
     data: Annotated[Path, typer.Option(help="Your text: a directory of .txt/.md/.jsonl files.")],
-    anchor: Annotated[Path, typer.Option(help="The anchor checkpoint directory.")],
+
     expert,  # ExpertConfig, from the shared expert-training options
+    anchor: Annotated[Path | None, typer.Option(help="The anchor checkpoint directory (default: "
+                                                "the newest registered flexo-anchor).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="New directory for the module "
                        "(default: $FLEXO_HOME/contributions/<id>/<time>).")] = None,
     pii: PiiOpt = PiiPolicy.redact,
     audit_documents: Annotated[int, typer.Option(
         help="Training documents the extraction audit probes (0 skips the audit).")] = 1000,
     audit_samples: Annotated[int, typer.Option(help="Continuations sampled per document.")] = 10,
-    proxy_tokens: Annotated[int, typer.Option(
-        help="Tokens of public documents resembling your data to select as your proxy (only "
-             "their ids are published; 0 skips).")] = 50_000,
+    proxy_tokens: ProxyTokensOpt = 50_000,
     device: DeviceOpt = None,
 ) -> None:
     """Validate, train, evaluate, audit and publish your expert module as a pending version."""
     from components.atomic import check_output_dir
     from components.extraction_audit import AuditConfig
-    from components.proxy_selection import ProxyConfig
     from flows.contribute import ContributeConfig, contribute_flow
 
     checked_contributor(contributor)
     if audit_documents < 0:
         raise ConfigError(f"--audit-documents must be 0 (skip) or more, got {audit_documents}")
-    if proxy_tokens < 0:
-        raise ConfigError(f"--proxy-tokens must be 0 (skip) or more, got {proxy_tokens}")
     if out_dir is not None:
         check_output_dir(out_dir)
     audit = AuditConfig(documents=audit_documents, samples=audit_samples, seed=expert.seed) \
         if audit_documents else None
-    proxies = ProxyConfig(min_tokens=proxy_tokens, seed=expert.seed) if proxy_tokens else None
+    proxies = proxy_config(proxy_tokens, expert.seed)
     cfg = ContributeConfig(expert=expert, pii=pii.value, audit=audit, proxies=proxies,
                            device=device)
     with StoryDisplay(out):

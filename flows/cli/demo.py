@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from flows.cli.app import FLOW_LIBRARIES, app, command, out, verbose
 from flows.cli.console import StoryDisplay, command_log
@@ -30,11 +31,40 @@ def fresh_home() -> Path:
     return home
 
 
+def release_state(release, answers: dict, promoted: bool) -> str:
+    """`production`, or why the release stayed a candidate."""
+    if promoted:
+        return "production"
+    why = [f"gate failed: {'; '.join(release.record.gate.failures())}"] \
+        if not release.gate_passed else []
+    why += [f"{c} rejected it" for c, a in answers.items() if not a.accepted]
+    return f"candidate ({', '.join(why) or 'not promoted'})"
+
+
+def acceptance_table(answers: dict[int, dict]) -> None:
+    """Each contributor's answer per release: measured on its own held-out text, its machine."""
+    table = Table(title="Contributors' acceptance: own held-out text, on their machines")
+    for col in ("release", "contributor", "anchor", "release ppl", "change", "own routing",
+                "public routing", "answer"):
+        table.add_column(col, justify="left" if col in ("contributor", "answer") else "right",
+                         no_wrap=True)
+    for version, by_contributor in answers.items():
+        for contributor, a in by_contributor.items():
+            table.add_row(f"v{version}", contributor, f"{a.anchor_perplexity:,.2f}",
+                          f"{a.release_perplexity:,.2f}", f"{a.change:+.1%}",
+                          f"{a.own_routing_share:.0%}", f"{a.public_routing_share:.0%}",
+                          "accepted" if a.accepted else "rejected")
+    out.print(table)
+
+
 @command(app, log=None)  # its log starts once its home is chosen
 def demo(quick: Annotated[bool, typer.Option(help="Tiny preset: a couple of minutes.")] = False,
          ) -> None:
-    """The whole story on built-in corpora: anchor, three contributors, reviews, release,
-    a withdrawal and the re-release, all recorded in MLflow and Prefect under FLEXO_HOME."""
+    """The whole story on built-in corpora, from the anchor to releases the contributors accept.
+
+    Anchor, three contributors (proxies, training, audit), reviews, a candidate release each
+    contributor measures and accepts, a withdrawal and the re-release, all recorded in MLflow
+    and Prefect under FLEXO_HOME."""
     from flows.settings import prepare_prefect
 
     started = time.monotonic()
@@ -53,11 +83,11 @@ def demo(quick: Annotated[bool, typer.Option(help="Tiny preset: a couple of minu
                     f"after {WITHDRAWING} withdrew",
                     extra={"after withdrawal": {d: f.release
                                                 for d, f in second.record.figures.items()}})
+    acceptance_table(result.answers)
     for r in (first, second):
-        state = "production" if r.promoted else "candidate (gate failed: " + \
-            "; ".join(r.record.gate.failures()) + ")"
         out.print(f"flexo-release v{r.version}: experts "
-                  f"{', '.join(e.contributor for e in r.record.experts)}; {state}",
+                  f"{', '.join(e.contributor for e in r.record.experts)}; "
+                  f"{release_state(r, result.answers[r.version], result.production[r.version])}",
                   soft_wrap=True)
     prefect_home = os.environ.get("PREFECT_HOME", str(home / "prefect"))
     out.print(f"\nfinished in {(time.monotonic() - started) / 60:.1f} minutes. Look around:")

@@ -40,8 +40,9 @@ def merge(
     expert: Annotated[list[Path], typer.Option(help="Module directory (repeat, in order).")],
     out_dir: OutOpt,
     top_k: Annotated[int, typer.Option(help="Experts active per token.")] = 2,
-    router_tuning: Annotated[bool, typer.Option(help="Tune router rows and biases on public "
-                                                "proxy text after merging.")] = False,
+    router_tuning: Annotated[bool, typer.Option(help="Tune router rows and biases on the "
+                                                "public proxy text each module's manifest "
+                                                "names.")] = False,
     rt_steps: Annotated[int, typer.Option(help="Router-tuning steps.")] = 50,
 ) -> None:
     """Merge the anchor and expert modules into one FlexOlmo checkpoint (HF format)."""
@@ -52,9 +53,12 @@ def merge(
     check_output_dir(out_dir)
     refs = module_refs(expert)
     from components.merge import merge as merge_modules
-    from components.router_tuning import public_router_tuner
+    from components.router_tuning import proxy_router_tuner
+    from flows.modules import published_proxies
 
-    tune = public_router_tuner(anchor, rt_steps) if router_tuning else None
+    tune = proxy_router_tuner(anchor, published_proxies(anchor, {r.name: r.directory
+                                                                 for r in refs}),
+                              rt_steps) if router_tuning else None
     record = merge_modules(anchor, refs, out_dir, top_k=top_k, tune=tune)
     out.print(f"merged {len(refs)} experts ({', '.join(r.name for r in refs)}) into {out_dir}, "
               f"top-{record.top_k}, plan {record.plan_digest[:12]}")

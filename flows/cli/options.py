@@ -99,3 +99,18 @@ def expert_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # what Typer reads
     return wrapper
+
+
+ProxyTokensOpt = Annotated[int, typer.Option(
+    help="Tokens of public documents resembling your data to select as your proxy (only their "
+         "ids are published; release router tuning needs them; 0 skips).")]
+
+
+def proxy_config(tokens: int, seed: int):
+    """The proxy selection `--proxy-tokens` asks for; None for 0."""
+    from components.errors import ConfigError
+    from components.proxy_selection import ProxyConfig
+
+    if tokens < 0:
+        raise ConfigError(f"--proxy-tokens must be 0 (skip) or more, got {tokens}")
+    return ProxyConfig(min_tokens=tokens, seed=seed) if tokens else None

@@ -39,7 +39,7 @@ def review_list() -> None:
     from flows.review import version_rows
 
     rows = version_rows()
-    columns = ("contributor", "version", "status", "reviewed_by", "domain", "weights")
+    columns = ("contributor", "version", "status", "reviewed_by", "weights")
     table = Table(title="Expert module versions")
     for col in columns:
         table.add_column(col)

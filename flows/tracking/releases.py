@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow
 
+from components.atomic import atomic_output_dir
 from components.clock import timestamp
+from flows.settings import flexo_home
 from flows.tracking import registry
 from flows.tracking.runs import active_run_id
 from governance.tags import PromotionTags, ReleaseTags
@@ -22,12 +25,14 @@ EXAMPLE_PARAMS = {"max_new_tokens": 8, "only": "", "exclude": "", "temperature":
 
 def register_release(directory: Path, tags: ReleaseTags, release_json: dict) -> int:
     """Log the checkpoint as a pyfunc model of the active run and register it, tags and all, in
-    one call; then alias `candidate`, and `production` when the gate passed. A retry finds the
-    version its first attempt made (by release run) instead of making a second."""
+    one call; then alias it `candidate` (`production` waits for the contributors' acceptance).
+    A retry finds the version its first attempt made (by release run) instead of making a
+    second."""
     run_id = active_run_id()
     for existing in registry.release_versions():
         if existing.tags.release_run_id == run_id:  # a retry after the version was made
-            return set_release_aliases(existing.version, tags.gate == "passed")
+            registry.set_alias(registry.RELEASE_MODEL, "candidate", existing.version)
+            return existing.version
     mlflow.log_dict(release_json, "release.json")
     info = mlflow.pyfunc.log_model(name="release", python_model=str(MODEL_CODE),
                                    artifacts={"checkpoint": str(directory)},
@@ -36,13 +41,7 @@ def register_release(directory: Path, tags: ReleaseTags, release_json: dict) -> 
     version = registry.register(registry.RELEASE_MODEL, "release", tags,
                                 description="A flexo release: a FlexOlmo mixture of experts.",
                                 model_id=info.model_id)
-    return set_release_aliases(version, tags.gate == "passed")
-
-
-def set_release_aliases(version: int, promoted: bool) -> int:
     registry.set_alias(registry.RELEASE_MODEL, "candidate", version)
-    if promoted:
-        promote(version)
     return version
 
 
@@ -51,3 +50,18 @@ def promote(version: int) -> None:
     registry.tag_version(registry.RELEASE_MODEL, version,
                          PromotionTags(production_since=timestamp()))
     registry.set_alias(registry.RELEASE_MODEL, "production", version)
+
+
+def download_checkpoint(version: int) -> Path:
+    """Release `version`'s HF checkpoint (the pyfunc's `checkpoint` artifact) in a local cache
+    under FLEXO_HOME, downloaded once per version: what a contributor evaluates."""
+    target = flexo_home() / "cache" / "releases" / f"{registry.RELEASE_MODEL}-v{version}"
+    if not target.exists():
+        with atomic_output_dir(target) as tmp:
+            (tmp / "model").mkdir()
+            model = Path(mlflow.artifacts.download_artifacts(
+                f"models:/{registry.RELEASE_MODEL}/{version}", dst_path=str(tmp / "model")))
+            pyfunc = mlflow.models.Model.load(model / "MLmodel").flavors["python_function"]
+            (model / pyfunc["artifacts"]["checkpoint"]["path"]).rename(tmp / "checkpoint")
+            shutil.rmtree(model)
+    return target / "checkpoint"

@@ -76,3 +76,37 @@ def test_proxy_precision_against_the_built_in_slices(tmp_path):
     for row in report["results"]:
         assert row["precision"] >= 0.8, row
         assert row["tokens"] >= report["min_tokens"]
+
+
+def test_the_operator_resolves_published_ids_in_the_anchors_named_pool_or_refuses(
+        tiny_anchor, tmp_path):
+    """Release side (issue 14 item 3): ids resolve to the pool's text, the public expert gets
+    the rest of the pool; ids the pool lacks, another pool, or a pool the anchor does not name
+    are refused in one line."""
+    import json
+    import shutil
+
+    from components.builtin_corpora import public_mix, public_pool_index
+    from components.proxy_selection import POOL_FILE, anchor_pool, resolve_proxies
+
+    anchor = tmp_path / "anchor"
+    shutil.copytree(tiny_anchor, anchor)
+    index = public_pool_index()
+    (anchor / POOL_FILE).write_text(json.dumps(index))
+    pool = anchor_pool(anchor)
+    assert pool.fingerprint().digest == index["fingerprint"] == public_mix().fingerprint().digest
+    assert [d["id"] for d in index["documents"]] == sorted(d.digest for d in pool.documents)
+    assert {d["licence"] for d in index["documents"]} >= {"PSF-2.0", "CC-BY-4.0"}
+
+    text = {d.digest: d.text for d in pool.documents}
+    chosen = [d["id"] for d in index["documents"][:3]]
+    resolved = resolve_proxies(pool, {"hosp": (index["fingerprint"], chosen)})
+    assert resolved["hosp"] == [text[i] for i in chosen]
+    assert len(resolved["public"]) == len(text) - 3 and text[chosen[0]] not in resolved["public"]
+    with pytest.raises(DataError, match=r"1 of hosp's 2 proxy ids are not in the anchor's"):
+        resolve_proxies(pool, {"hosp": (index["fingerprint"], [chosen[0], "0" * 64])})
+    with pytest.raises(DataError, match="chosen from another public pool"):
+        resolve_proxies(pool, {"hosp": ("f" * 64, chosen)})
+    (anchor / POOL_FILE).write_text(json.dumps(index | {"fingerprint": "e" * 64}))
+    with pytest.raises(DataError, match="names a public pool .* other than the built-in"):
+        anchor_pool(anchor)

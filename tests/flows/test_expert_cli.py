@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -105,9 +106,28 @@ def test_generate_switches_experts_per_call_and_refuses_unknown_ids(cli, merged)
                     "public expert is the anchor")
 
 
+def _with_proxies(modules: dict[str, Path], anchor: Path, root: Path) -> dict[str, Path]:
+    """Copies of the session's modules whose manifests carry a proxy selection, chosen by the
+    contributor-side code `flexo expert train --proxy-tokens` runs (a small sample, for time)."""
+    from components.builtin_corpora import load_domain
+    from components.proxy_selection import ProxyConfig
+    from flows.modules import choose_proxies
+
+    copies = {}
+    for domain, module in modules.items():
+        copies[domain] = root / domain
+        shutil.copytree(module, copies[domain])
+        proxies = choose_proxies(anchor, load_domain(domain),
+                                 ProxyConfig(min_tokens=5000, max_documents=100))
+        manifest = ExpertManifest.read(module).model_copy(update={"proxies": proxies})
+        manifest.write(copies[domain])
+    return copies
+
+
 def test_router_tuning_changes_only_routers(cli, tiny_anchor, modules, merged, tmp_path):
     out = tmp_path / "tuned"
-    args = [a for d in ("code", "legal", "literature") for a in ("--expert", modules[d])]
+    tunable = _with_proxies(modules, tiny_anchor, tmp_path / "modules")
+    args = [a for d in ("code", "legal", "literature") for a in ("--expert", tunable[d])]
     result = cli("merge", "--anchor", tiny_anchor, *args, "--out", out, "--router-tuning",
                  "--rt-steps", 10)
     assert result.exit_code == 0, result.output
@@ -116,6 +136,13 @@ def test_router_tuning_changes_only_routers(cli, tiny_anchor, modules, merged, t
     assert changed and all(k.endswith("mlp.gate.weight") for k in changed)
     record = json.loads((out / "flexo_merge.json").read_text())
     assert record["router_tuning"]["steps"] == 10
+
+    # A module that published no proxy selection cannot be router-tuned: one line, no output.
+    refused = cli("merge", "--anchor", tiny_anchor, "--expert", tunable["code"], "--expert",
+                  modules["legal"], "--out", tmp_path / "refused", "--router-tuning",
+                  "--rt-steps", 10)
+    _one_line_error(refused, "legal's module publishes no proxy selection")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_expert_train_refuses_bad_options_before_work(cli, tiny_anchor, tmp_path):

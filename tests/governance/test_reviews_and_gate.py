@@ -14,11 +14,10 @@ from governance.reviews import Review, Reviewer, ReviewRefused, Roster, check_re
 NOW = "2026-11-29T12:00:00+00:00"
 
 
-def _expert(contributor: str, domain: str | None) -> ReleasedExpert:
+def _expert(contributor: str) -> ReleasedExpert:
     return ReleasedExpert(contributor=contributor, registered_model=f"flexo-expert-{contributor}",
                           version=2, weights_sha256="a" * 64, data_fingerprint="b" * 64,
-                          domain=domain, reviewed_by="rita", reviewer_kind="demo",
-                          contribute_run_id="r1")
+                          reviewed_by="rita", reviewer_kind="demo", contribute_run_id="r1")
 
 
 def _figures(**changes: float) -> dict[str, DomainFigures]:
@@ -26,18 +25,18 @@ def _figures(**changes: float) -> dict[str, DomainFigures]:
             for d, c in changes.items()}
 
 
-def test_gate_needs_every_contributed_domain_to_improve_and_public_within_limit():
-    experts = [_expert("hosp", "medical"), _expert("firm", "legal"), _expert("misc", None)]
-    passing = judge_release(_figures(public=0.05, medical=-0.2, legal=-0.01), experts, 0.10)
-    assert passing.passed and len(passing.checks) == 3  # no check for a domain-less module
-    worse_legal = judge_release(_figures(public=0.05, medical=-0.2, legal=0.01), experts, 0.10)
-    assert not worse_legal.passed
-    assert [f.split(":")[0] for f in worse_legal.failures()] == ["legal (firm)"]
-    public_cost = judge_release(_figures(public=0.11, medical=-0.2, legal=-0.1), experts, 0.10)
-    assert public_cost.failures()[0].startswith("public:")
-    missing = judge_release(_figures(public=0.0, medical=-0.2), experts, 0.10)
-    assert "no held-out text for domain 'legal'" in missing.failures()[0]
-    assert not judge_release(_figures(public=0.0), [], 0.10).passed  # nothing to release
+def test_operator_gate_judges_public_text_only_and_needs_a_module():
+    """The operator cannot see contributors' domains: built-in domains getting worse do not fail
+    the gate (each contributor's acceptance judges its own); public text beyond the limit does."""
+    experts = [_expert("hosp"), _expert("firm")]
+    passing = judge_release(_figures(public=0.019, medical=0.3, legal=-0.01), experts, 0.02)
+    assert passing.passed and [c.name for c in passing.checks] == ["public"]
+    public_cost = judge_release(_figures(public=0.021, medical=-0.2), experts, 0.02)
+    assert not public_cost.passed and public_cost.failures()[0].startswith("public:")
+    assert "+2.1%" in public_cost.failures()[0] and "limit +2%" in public_cost.failures()[0]
+    no_public = judge_release(_figures(medical=-0.2), experts, 0.02)
+    assert no_public.failures() == ["public: no public held-out figures"]
+    assert not judge_release(_figures(public=0.0), [], 0.02).passed  # nothing to release
 
 
 def test_review_rules_four_eyes_pending_only_and_declared_reviewers():
@@ -62,10 +61,11 @@ def test_review_rules_four_eyes_pending_only_and_declared_reviewers():
 
 
 def test_model_card_credits_every_contributor_and_states_the_gate():
-    experts = [_expert("hosp", "medical"), _expert("firm", "legal")]
+    experts = [_expert("hosp"), _expert("firm")]
     figures = _figures(public=0.02, medical=-0.3, legal=-0.1)
     record = ReleaseRecord(anchor_version=1, anchor_fingerprint="c" * 64, experts=experts,
                            excluded={"gone": "withdrawn"}, top_k=3, plan_digest="d" * 64,
+                           checkpoint_sha256="e" * 64,
                            figures=figures, gate=judge_release(figures, experts, 0.1),
                            code_version="0.1", created_at=NOW)
     card = model_card(record)

@@ -3,8 +3,10 @@
 import pytest
 from pydantic import ValidationError
 
+from governance.acceptance import accepts, promotion_blockers
 from governance.selection import select_experts
 from governance.tags import (
+    AcceptanceTags,
     ExpertTags,
     ExpertVersionTags,
     RegistryVersion,
@@ -19,7 +21,7 @@ ANCHOR, OTHER = "a" * 64, "f" * 64
 def _release(**changes) -> ReleaseTags:
     fields = {"anchor_version": 3, "anchor_fingerprint": ANCHOR, "experts": {"hosp": 2, "firm": 1},
               "excluded": ["gone"], "gate": "passed", "plan_digest": "p" * 64,
-              "release_run_id": "r1", "evaluation_run_id": "e1", "code_version": "0.1"}
+              "checkpoint_sha256": "c" * 64, "release_run_id": "r1", "evaluation_run_id": "e1", "code_version": "0.1"}
     return ReleaseTags(**fields | changes)
 
 
@@ -68,3 +70,43 @@ def test_selection_takes_the_newest_approved_version_on_this_anchor_and_says_why
     assert selection.experts[0].contribute_run_id == "run-hosp-2"
     assert selection.excluded == {"firm": "withdrawn", "lab": "no approved version (1 pending)",
                                   "old": "version 1 was trained on another anchor (ffffffffffff)"}
+
+
+def _answer(contributor: str, change: float) -> AcceptanceTags:
+    return AcceptanceTags(contributor=contributor, anchor_perplexity=100.0,
+                          release_perplexity=100.0 * (1 + change), change=change,
+                          own_routing_share=0.4, public_routing_share=0.05, run_id="a1",
+                          answered_at="t", verdict="accepted" if accepts(change, 0.0) else
+                          "rejected")
+
+
+def test_acceptances_are_per_contributor_tags_with_the_verdict_last():
+    answer = _answer("hosp", -0.12).to_tags()
+    assert list(answer)[-1] == "acceptance.hosp" and answer["acceptance.hosp"] == "accepted"
+    assert answer["acceptance.hosp.change"] == "-0.12"
+    assert all(k.startswith("acceptance.hosp") for k in answer)  # one key set per contributor
+    tags = _release().to_tags() | answer | _answer("firm", 0.01).to_tags()
+    back = ReleaseTags.from_tags(tags)
+    assert back.acceptances["hosp"] == _answer("hosp", -0.12)
+    assert back.acceptances["firm"].verdict == "rejected"
+    assert "acceptances" not in back.to_tags()  # never written as one tag
+    figures_only = {k: v for k, v in answer.items() if k != "acceptance.hosp"}
+    assert ReleaseTags.from_tags(_release().to_tags() | figures_only).acceptances == {}
+
+
+def test_production_needs_the_gate_and_every_included_contributor_to_accept():
+    assert not accepts(0.0, 0.0) and accepts(-0.001, 0.0) and not accepts(-0.04, 0.05)
+    none_yet = ReleaseTags.from_tags(_release().to_tags())
+    assert promotion_blockers(none_yet) == ["hosp has not answered", "firm has not answered"]
+    one = ReleaseTags.from_tags(_release().to_tags() | _answer("hosp", -0.1).to_tags())
+    assert promotion_blockers(one) == ["firm has not answered"]
+    rejected = ReleaseTags.from_tags(one.to_tags() | _answer("hosp", -0.1).to_tags()
+                                     | _answer("firm", 0.03).to_tags())
+    assert promotion_blockers(rejected) == ["firm rejected it (own-domain perplexity +3.0%)"]
+    both = _answer("hosp", -0.1).to_tags() | _answer("firm", -0.02).to_tags()
+    assert promotion_blockers(ReleaseTags.from_tags(_release().to_tags() | both)) == []
+    failed_gate = ReleaseTags.from_tags(_release(gate="failed").to_tags() | both)
+    assert promotion_blockers(failed_gate) == ["the operator's gate failed"]
+    # an answer from someone not in the release counts for nothing
+    outsider = ReleaseTags.from_tags(_release().to_tags() | _answer("gone", -0.5).to_tags())
+    assert len(promotion_blockers(outsider)) == 2
