@@ -213,15 +213,17 @@ def public_pool_index() -> dict:
     source and licence, sorted by id. It ships with the anchor, so an operator resolves a
     contributor's proxy ids to the very text the contributor scored, and anyone can see what each
     proxy document is and under which licence."""
-    licences: dict[str, tuple[str, str]] = {}
+    licences: dict[str, str] = {}
+    documents = []  # the mix's documents, deduplicated first-wins as `public_mix` does
     for name in (*PUBLIC_SOURCES, *PRIVATE_DOMAINS):
         for d in _read_source(name).documents:
             if (name in PUBLIC_SOURCES or _in_public_slice(d.digest)) and d.digest not in licences:
-                licences[d.digest] = (d.source, SOURCES[name].licence)
-    mix = public_mix()
+                licences[d.digest] = SOURCES[name].licence
+                documents.append(d)
+    mix = Corpus(PUBLIC, documents)  # read once: the same ids and fingerprint as `public_mix()`
     return {"name": mix.name, "fingerprint": mix.fingerprint().digest,
-            "documents": [{"id": d, "source": licences[d][0], "licence": licences[d][1]}
-                          for d in sorted(x.digest for x in mix.documents)]}
+            "documents": [{"id": d.digest, "source": d.source, "licence": licences[d.digest]}
+                          for d in sorted(documents, key=lambda d: d.digest)]}
 
 
 def proxy_corpus(name: str) -> Corpus:

@@ -58,16 +58,12 @@ def read_release(version: int | None) -> RegistryVersion[ReleaseTags]:
 @task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def check(release: RegistryVersion[ReleaseTags]) -> list[str]:
     """Everything that stands between this release and `production`."""
-    blockers = promotion_blockers(release.tags)
-    for contributor in release.tags.experts:
-        if any(v.tags.approval_status == "withdrawn"
-               for v in registry.expert_versions(contributor)):
-            blockers.append(f"{contributor} has withdrawn")
+    withdrawn = frozenset(c for c in release.tags.experts
+                          if any(v.tags.approval_status == "withdrawn"
+                                 for v in registry.expert_versions(c)))
     current = registry.release_alias("production")
-    if current is not None and current.version > release.version:
-        blockers.append(f"production already holds the newer version {current.version}")
-    if current is not None and current.version == release.version:
-        blockers.append("it is production already")
+    blockers = promotion_blockers(release.tags, release.version, withdrawn,
+                                  current.version if current else None)
     log = get_run_logger()
     for blocker in blockers:
         log.info("release %d stays as it is: %s", release.version, blocker)

@@ -33,9 +33,11 @@ def accepts(change: float, margin: float) -> bool:
     return change < 0 and change <= -margin
 
 
-def promotion_blockers(tags: ReleaseTags) -> list[str]:
-    """Why the release may not become `production` yet; [] when it may: the operator's gate
-    passed and every included contributor accepted it."""
+def promotion_blockers(tags: ReleaseTags, version: int = 0, withdrawn: frozenset[str] = frozenset(),
+                       production: int | None = None) -> list[str]:
+    """Why release `version` may not become `production` yet; [] when it may: the operator's
+    gate passed, every included contributor accepted it and none has withdrawn since, and
+    `production` (its current version) is not this one or a newer one."""
     blockers = [] if tags.gate == "passed" else ["the operator's gate failed"]
     for contributor in tags.experts:
         answer = tags.acceptances.get(contributor)
@@ -44,4 +46,10 @@ def promotion_blockers(tags: ReleaseTags) -> list[str]:
         elif answer.verdict == "rejected":
             blockers.append(f"{contributor} rejected it (own-domain perplexity "
                             f"{answer.change:+.1%})")
+        if contributor in withdrawn:
+            blockers.append(f"{contributor} has withdrawn")
+    if production is not None and production > version:
+        blockers.append(f"production already holds the newer version {production}")
+    if production is not None and production == version:
+        blockers.append("it is production already")
     return blockers

@@ -107,6 +107,12 @@ def test_production_needs_the_gate_and_every_included_contributor_to_accept():
     assert promotion_blockers(ReleaseTags.from_tags(_release().to_tags() | both)) == []
     failed_gate = ReleaseTags.from_tags(_release(gate="failed").to_tags() | both)
     assert promotion_blockers(failed_gate) == ["the operator's gate failed"]
+    accepted = ReleaseTags.from_tags(_release().to_tags() | both)
+    assert promotion_blockers(accepted, 3, frozenset({"firm"})) == ["firm has withdrawn"]
+    assert promotion_blockers(accepted, 3, production=4) == [
+        "production already holds the newer version 4"]
+    assert promotion_blockers(accepted, 3, production=3) == ["it is production already"]
+    assert promotion_blockers(accepted, 3, production=2) == []
     # an answer from someone not in the release counts for nothing
     outsider = ReleaseTags.from_tags(_release().to_tags() | _answer("gone", -0.5).to_tags())
     assert len(promotion_blockers(outsider)) == 2
