@@ -4,6 +4,13 @@ Trains the anchor and one coordinated expert per built-in private domain, the ba
 ablations, evaluates every model on each domain's held-out test split and on the public mix, and
 judges claims C1-C7 (benchmarks/paper_claims_report.py) into JSON, Markdown tables and PNG plots.
 
+The claims are judged on the release path flexo ships: each domain's proxies chosen by its own
+classifier over the anchor's public pool (`components.proxy_selection.choose`, as `flexo
+contribute` does), resolved as the operator does, routers tuned with them at `ReleaseConfig`'s
+defaults, all experts active. The untuned merge (the paper's headline FlexOlmo) is reported beside
+it, and a lever grid (expert steps, router init, router tuning steps and loss, top-k) shows what
+moves the figures.
+
     python -m benchmarks.paper_claims [--preset base|tiny] [--workdir DIR] [--out DIR]
 
 Resumable: every finished stage (a trained model, an evaluation) is recorded in
@@ -25,20 +32,23 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from benchmarks.paper_claims_report import opt_out_key
 from components.anchor import train_anchor
 from components.atomic import atomic_write
 from components.baselines import BTMEnsemble, contributor_model, model_soup, train_union_model
-from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
+from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain, proxy_corpus
 from components.checkpoints import load_tokenizer
 from components.evaluation import RoutingRecorder, perplexity
 from components.expert_module import ModuleRef
 from components.expert_training import ExpertConfig, train_expert
 from components.extraction_audit import AuditConfig, extraction_audit
 from components.merge import merge
+from components.proxy_selection import ProxyConfig, anchor_pool, choose, resolve_proxies
 from components.router import routers
-from components.router_tuning import RouterTuningConfig, public_proxy_tuner
+from components.router_tuning import RouterTuningConfig, proxy_router_tuner, public_proxy_tuner
 from components.runtime import apply_selection, load_flexo_model
 from components.token_data import token_stream
+from flows.release import ReleaseConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
@@ -54,27 +64,75 @@ class ClaimsPreset(BaseModel):
     router_documents: int  # documents per domain for the router init
     eval_tokens: int  # per corpus; every model is scored on the same tokens
     audit_documents: int
-    rt_steps: int  # router tuning
+    rt_steps: int | None  # router tuning steps; None: as released (ReleaseConfig's default)
+    long_rt_steps: int  # the router-tuning-steps lever
+    long_expert_steps: int  # the expert-steps lever
     domains: tuple[str, ...] = PRIVATE_DOMAINS
 
 
 PRESETS = {p.name: p for p in (
     # Minutes on 2 cores: checks the machinery, not the method (the tiny anchor barely learns).
     ClaimsPreset(name="tiny", anchor="tiny", expert_steps=30, router_documents=40,
-                 eval_tokens=4096, audit_documents=8, rt_steps=10),
-    # <= 90 minutes on 2 cores, ~35 of them the anchor.
+                 eval_tokens=4096, audit_documents=8, rt_steps=10, long_rt_steps=20,
+                 long_expert_steps=40),
+    # <= 120 minutes on 2 cores, ~25 of them the anchor.
     ClaimsPreset(name="base", anchor="base", expert_steps=50, router_documents=200,
-                 eval_tokens=8192, audit_documents=32, rt_steps=30),
+                 eval_tokens=8192, audit_documents=32, rt_steps=None, long_rt_steps=100,
+                 long_expert_steps=100),
 )}
 
-# Expert variants: the method, its ablations, and the uncoordinated baseline.
-VARIANTS: dict[str, dict] = {
-    "embed": {},
-    "hidden": {"router_init": "hidden"},
-    "random": {"router_init": "random"},
-    "no-bias": {"negative_bias": False},
-    "uncoordinated": {"uncoordinated": True},
-}
+RELEASE = ReleaseConfig()  # what `flexo release` does: router tuning lr, steps, top-k
+AUDITED_MERGE = "FlexOlmo merged (as released)"
+
+
+def variants(preset: ClaimsPreset) -> dict[str, dict]:
+    """Expert variants: the method, its ablations, the uncoordinated baseline, longer training."""
+    return {"embed": {}, "hidden": {"router_init": "hidden"},
+            "random": {"router_init": "random"}, "no-bias": {"negative_bias": False},
+            "uncoordinated": {"uncoordinated": True},
+            "embed-long": {"steps": preset.long_expert_steps}}
+
+
+class Lever(BaseModel):
+    """One merge of the lever grid: which experts, how the routers are tuned."""
+
+    model_config = ConfigDict(frozen=True)
+
+    experts: str  # a variant
+    # none | public (LM loss on public text) | proxies (as released) | proxies-private (public
+    # proxy windows get the LM loss only)
+    tuning: str
+    steps: int = 0
+
+    @property
+    def label(self) -> str:
+        tuned = {"none": "untuned", "public": f"LM-tuned on public text, {self.steps} steps",
+                 "proxies": f"proxy-tuned, {self.steps} steps",
+                 "proxies-private": f"proxy-tuned, public windows LM loss only, {self.steps} "
+                                    "steps"}[self.tuning]
+        return f"FlexOlmo ({self.experts} experts, {tuned})"
+
+    def key(self, k: int) -> str:
+        return f"{self.label} top-{k}"
+
+
+def shipped_lever(preset: ClaimsPreset) -> Lever:
+    """The merge `flexo release` builds: default-init experts, proxy-tuned routers."""
+    return Lever(experts=ExpertConfig().router_init, tuning="proxies",
+                 steps=preset.rt_steps or RELEASE.router_tuning_steps)
+
+
+def levers(preset: ClaimsPreset) -> list[Lever]:
+    shipped = shipped_lever(preset)
+    return [shipped,
+            Lever(experts=shipped.experts, tuning="none"),
+            shipped.model_copy(update={"tuning": "proxies-private"}),
+            shipped.model_copy(update={"tuning": "public"}),
+            shipped.model_copy(update={"steps": preset.long_rt_steps}),
+            Lever(experts="hidden", tuning="none"),
+            shipped.model_copy(update={"experts": "hidden"}),
+            Lever(experts="embed-long", tuning="none"),
+            shipped.model_copy(update={"experts": "embed-long"})]
 
 
 class Run:
@@ -150,9 +208,11 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
     base_cfg = ExpertConfig(steps=preset.expert_steps, router_documents=preset.router_documents,
                             checkpoint_every=0)
 
+    kinds = variants(preset)
+
     def train(variant: str, domain: str) -> ModuleRef:
         directory = workdir / "modules" / variant / domain
-        cfg = base_cfg.model_copy(update=VARIANTS[variant])
+        cfg = base_cfg.model_copy(update=kinds[variant])
 
         def fit() -> dict:
             shutil.rmtree(directory, ignore_errors=True)  # a crashed attempt's leftovers
@@ -165,24 +225,68 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
         done = r.stage(f"train expert {variant}/{domain}", fit)
         return ModuleRef(name=domain, directory=directory, weights_sha256=done["weights_sha256"])
 
-    modules = {v: [train(v, d) for d in preset.domains] for v in VARIANTS}
+    # Everything below is built on first use, in the order of the evaluations: the claims'
+    # figures (the release path and its opt-outs) come first, so an interrupted run has them.
+    @functools.cache
+    def modules(variant: str) -> list[ModuleRef]:
+        return [train(variant, d) for d in preset.domains]
 
-    def merged(name: str, refs: list[ModuleRef], tune: bool = False) -> Path:
+    def merged(name: str, refs: list[ModuleRef], tune=None, top_k: int = 2) -> Path:
         out = workdir / "merged" / name
 
         def build() -> dict:
             shutil.rmtree(out, ignore_errors=True)
-            tuner = public_proxy_tuner(public.split("train").texts(), tokenizer,
-                                       RouterTuningConfig(steps=preset.rt_steps),
-                                       progress=progress) if tune else None
-            return merge(anchor, refs, out, tune=tuner).model_dump(
+            return merge(anchor, refs, out, top_k=top_k, tune=tune and tune()).model_dump(
                 include={"plan_digest", "router_tuning"})
 
         r.stage(f"merge {name}", build)
         return out
 
-    flexolmo = merged("flexolmo", modules["embed"])
-    flexolmo_rt = merged("flexolmo-rt", modules["embed"], tune=True)
+    # Each contributor's side, as `flexo contribute` runs it: its classifier over the anchor's
+    # public pool. The domain's 5% public slice is the oracle of how well it chose.
+    pool_cache = workdir / "cache"
+    slices = {d: {doc.digest for doc in proxy_corpus(d).documents} for d in preset.domains}
+
+    def select(domain: str) -> dict:
+        fingerprint, choice = choose(anchor, domains[domain].training_texts(), pool_cache,
+                                     ProxyConfig())
+        hits = sum(i in slices[domain] for i in choice.ids)
+        return {"pool_fingerprint": fingerprint, "ids": choice.ids, "auc": choice.auc,
+                "tokens": choice.tokens, "in_slice": hits, "precision": hits / len(choice.ids)}
+
+    @functools.cache
+    def selections() -> dict[str, dict]:
+        return {d: r.stage(f"select proxies {d}", lambda d=d: select(d)) for d in preset.domains}
+
+    @functools.cache  # the operator's side, once: resolved in the anchor's named pool
+    def proxies() -> dict[str, list[str]]:
+        return resolve_proxies(anchor_pool(anchor), {d: (s["pool_fingerprint"], s["ids"])
+                                                     for d, s in selections().items()})
+
+    n_all = len(preset.domains) + 1
+    shipped_k = RELEASE.top_k or n_all
+
+    def tuner(lever: Lever):
+        if lever.tuning == "public":
+            return lambda: public_proxy_tuner(
+                public.split("train").texts(), tokenizer,
+                RouterTuningConfig(steps=lever.steps, lr=RELEASE.router_tuning_lr),
+                progress=progress)
+        if lever.tuning.startswith("proxies"):
+            return lambda: proxy_router_tuner(anchor, proxies(), lever.steps,
+                                              RELEASE.router_tuning_lr, progress=progress,
+                                              public_target=lever.tuning == "proxies")
+        return None
+
+    grid = levers(preset)
+
+    @functools.cache
+    def lever_dir(lever: Lever) -> Path:
+        return merged(f"{lever.experts}-{lever.tuning}-{lever.steps}", modules(lever.experts),
+                      tuner(lever), top_k=shipped_k)
+
+    shipped = shipped_lever(preset)
+    untuned = shipped.model_copy(update={"tuning": "none", "steps": 0})
     union_dir = workdir / "union"
 
     def union() -> dict:
@@ -193,38 +297,39 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
         tokenizer.save_pretrained(union_dir)
         return {"steps": base_cfg.steps * len(domains)}
 
-    r.stage("train union (upper bound)", union)
-
     evaluate = Evaluator(tokenizer, {**{d: c.split("test").texts() for d, c in domains.items()},
                                   PUBLIC: public.split("test").texts()}, preset.eval_tokens)
-    n_all = len(preset.domains) + 1
-    refs = dict(zip(preset.domains, modules["embed"], strict=True))
 
     @functools.cache  # built on first use: a finished run's rerun builds none
     def expert(domain: str) -> torch.nn.Module:
-        return contributor_model(anchor, refs[domain])
+        return contributor_model(anchor, dict(zip(preset.domains, modules("embed"),
+                                                  strict=True))[domain])
 
-    methods: dict[str, Callable[[], torch.nn.Module]] = {
-        "anchor": lambda: load_flexo_model(anchor),
+    def grid_model(lever: Lever, k: int) -> Callable[[], torch.nn.Module]:
+        return lambda: _set_top_k(load_flexo_model(lever_dir(lever)), k)
+
+    def union_model() -> torch.nn.Module:
+        r.stage("train union (upper bound)", union)
+        return load_flexo_model(union_dir)
+
+    methods: dict[str, Callable[[], torch.nn.Module]] = {"anchor": lambda: load_flexo_model(anchor)}
+    for lever in (shipped, untuned):
+        methods[lever.key(shipped_k)] = grid_model(lever, shipped_k)
+        for domain in preset.domains:
+            methods[opt_out_key(lever.key(shipped_k), domain)] = (
+                lambda d=domain, lever=lever: _without(lever_dir(lever), d, shipped_k))
+    methods |= {
         **{f"expert alone: {d}": (lambda d=d: expert(d)) for d in preset.domains},
-        "FlexOlmo top-2": lambda: load_flexo_model(flexolmo),
-        f"FlexOlmo top-{n_all} (all)": lambda: _set_top_k(load_flexo_model(flexolmo), n_all),
-        "FlexOlmo + RT top-2": lambda: load_flexo_model(flexolmo_rt),
-        f"FlexOlmo + RT top-{n_all} (all)": lambda: _set_top_k(
-            load_flexo_model(flexolmo_rt), n_all),
-        "model soup": lambda: model_soup(flexolmo),
+        **{lever.key(k): grid_model(lever, k) for lever in grid for k in (2, n_all)},
+        "model soup": lambda: model_soup(lever_dir(untuned)),
         "BTM ensemble": lambda: BTMEnsemble([expert(d) for d in preset.domains]),
         "uncoordinated merged": lambda: load_flexo_model(
-            merged("uncoordinated", modules["uncoordinated"])),
-        "unrestricted (union)": lambda: load_flexo_model(union_dir),
-        "ablation: hidden-state init": lambda: load_flexo_model(
-            merged("hidden", modules["hidden"])),
-        "ablation: random init": lambda: load_flexo_model(merged("random", modules["random"])),
+            merged("uncoordinated", modules("uncoordinated"))),
+        "unrestricted (union)": union_model,
+        "ablation: random init": lambda: load_flexo_model(merged("random", modules("random"))),
         "ablation: no negative bias": lambda: load_flexo_model(
-            merged("no-bias", modules["no-bias"])),
+            merged("no-bias", modules("no-bias"))),
     }
-    for domain in preset.domains:
-        methods[f"opt-out: without {domain}"] = lambda d=domain: _without(flexolmo, d)
     evaluations = {name: r.stage(f"evaluate {name}", lambda f=factory: evaluate(f()))
                    for name, factory in methods.items()}
 
@@ -233,7 +338,7 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
     audit_cfg = AuditConfig(documents=preset.audit_documents)
     audited = {"anchor": lambda: load_flexo_model(anchor),
                f"dense expert ({audit_domain})": lambda: expert(audit_domain),
-               "FlexOlmo merged": lambda: load_flexo_model(flexolmo)}
+               AUDITED_MERGE: lambda: load_flexo_model(lever_dir(shipped))}
     extraction = {name: r.stage(f"audit {name}", lambda f=factory: extraction_audit(
         f(), tokenizer, audit_texts, audit_cfg, progress=progress).model_dump(exclude={"config"}))
         for name, factory in audited.items()}
@@ -242,12 +347,21 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
     seconds = r.seconds()
     return {
         "preset": preset.model_dump(), "machine": platform.machine(), "torch": torch.__version__,
+        "release_config": RELEASE.model_dump(include={"router_tuning_lr", "top_k"}),
+        "shipped": shipped.key(shipped_k), "untuned": untuned.key(shipped_k),
+        "untuned_top2": untuned.key(2),
+        "levers": [lever.model_dump() | {"label": lever.label,
+                                         "keys": {str(k): lever.key(k) for k in (2, n_all)}}
+                   for lever in grid],
+        "proxies": {d: {k: v for k, v in s.items() if k != "ids"} | {"documents": len(s["ids"])}
+                    for d, s in selections().items()},
         "threads": torch.get_num_threads(), "expert_config": base_cfg.model_dump(exclude={"dp"}),
         "anchor": r.result("train anchor"), "domains": list(preset.domains),
         "public": PUBLIC, "eval_seq_len": EVAL_SEQ_LEN, "evaluations": evaluations,
         "training": {name[len("train expert "):]: entry["result"]
                      for name, entry in r.stages.items() if name.startswith("train expert ")},
-        "router_tuning": r.result("merge flexolmo-rt")["router_tuning"],
+        "router_tuning": r.result(f"merge {shipped.experts}-{shipped.tuning}-{shipped.steps}")[
+            "router_tuning"],
         "extraction": {"domain": audit_domain, "config": audit_cfg.model_dump(),
                        "models": extraction},
         "stage_seconds": seconds, "invocations": len(r.invocations),
@@ -255,8 +369,8 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
     }
 
 
-def _without(merged_dir: Path, domain: str) -> torch.nn.Module:
-    model = load_flexo_model(merged_dir)
+def _without(merged_dir: Path, domain: str, k: int) -> torch.nn.Module:
+    model = _set_top_k(load_flexo_model(merged_dir), k)
     apply_selection(model, exclude=[domain])  # the runtime mask == the merge without it
     return model
 

@@ -143,13 +143,31 @@ def select_proxies(own_texts: list[str], pool_ids: list[str], pool_embeddings: t
                        own_documents=len(own), pool_documents=len(pool))
 
 
+def choose(anchor_dir: Path, own_texts: list[str], cache: Path,
+           cfg: ProxyConfig | None = None) -> tuple[str, ProxyChoice]:
+    """The contributor's whole step: `own_texts` (its training split) against `anchor_dir`'s
+    public pool, pool embeddings cached in `cache`, proxy tokens counted with the anchor's
+    tokenizer. Returns the pool's fingerprint (published with the ids) and the choice."""
+    from components.checkpoints import load_tokenizer
+
+    pool = anchor_pool(anchor_dir)
+    ids, embeddings = pool_embeddings(pool, cache)
+    tokenizer = load_tokenizer(anchor_dir)
+    text = {d.digest: d.text for d in pool.documents}
+    choice = select_proxies(own_texts, ids, embeddings, lambda t: len(tokenizer(t).input_ids),
+                            text.__getitem__, cfg)
+    return pool.fingerprint().digest, choice
+
+
 def resolve_proxies(pool: Corpus, proxies: dict[str, tuple[str, list[str]]]) -> dict[str, list[str]]:
     """The operator's side: each expert's published proxy ids (with the fingerprint of the pool
     they were chosen from) as text from the anchor's pool, best first; the public expert gets
     the pool's documents no contributor chose. An id that does not resolve is refused: the
-    router would learn from text other than what the contributor scored."""
+    router would learn from text other than what the contributor scored. The pool's test split
+    is never tuning text: public perplexity is measured on it."""
     fingerprint = pool.fingerprint().digest
     text = {d.digest: d.text for d in pool.documents}
+    tunable = {d.digest for d in pool.documents if d.split != "test"}
     resolved: dict[str, list[str]] = {}
     for name, (pool_fingerprint, ids) in proxies.items():
         if pool_fingerprint != fingerprint:
@@ -161,6 +179,6 @@ def resolve_proxies(pool: Corpus, proxies: dict[str, tuple[str, list[str]]]) -> 
             raise DataError(f"{len(missing)} of {name}'s {len(ids)} proxy ids are not in the "
                             f"anchor's public pool (first {missing[0][:12]}); it must run proxy "
                             f"selection again against this anchor")
-        resolved[name] = [text[i] for i in ids]
+        resolved[name] = [text[i] for i in ids if i in tunable]
     chosen = {i for _, ids in proxies.values() for i in ids}
-    return {"public": [text[i] for i in sorted(text) if i not in chosen]} | resolved
+    return {"public": [text[i] for i in sorted(tunable) if i not in chosen]} | resolved

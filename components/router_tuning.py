@@ -24,6 +24,9 @@ class RouterTuningConfig(BaseModel):
     lr: float = Field(1e-3, gt=0)
     seed: int = 0
     router_loss_weight: float = Field(1.0, ge=0)  # supervised router loss, with proxies per expert
+    # Public proxy windows are supervised too, to the public expert: public text routed there
+    # is the anchor's own FFN, which the release gate holds public perplexity to.
+    public_target: bool = True
 
 
 class SupervisedRouting:
@@ -33,12 +36,13 @@ class SupervisedRouting:
     and r_i·x + b_i, before any tuning), every other expert at 0. A module is a correction added
     to the public FFN at the weight coordinated training gave it, so neither "all to the expert"
     nor the untuned merge (other experts take a share they never trained for) is right.
-    Public proxy rows get the LM loss only. Averaged over layers; proxy text is public."""
+    Public proxy rows are pulled to the public expert alone (`public=True`), or get the LM loss
+    only. Averaged over layers; proxy text is public."""
 
     def __init__(self, model: torch.nn.Module, streams: list[torch.Tensor], seq_len: int,
-                 batch_size: int, weight: float):
+                 batch_size: int, weight: float, public: bool = True):
         self.streams, self.seq_len, self.batch_size = streams, seq_len, batch_size
-        self.weight = weight
+        self.weight, self.public = weight, public
         self.labels = torch.zeros(batch_size, dtype=torch.long)
         self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, trained-for target)
         for router in routers(model):
@@ -57,7 +61,7 @@ class SupervisedRouting:
             own = self.labels.repeat_interleave(self.seq_len).to(x.device)  # (N,)
             rows = torch.arange(len(own), device=x.device)
             pair = torch.stack([logits0[:, 0], logits0[rows, own]], dim=1).softmax(dim=-1)
-            target = torch.zeros_like(logits0)
+            target = torch.zeros_like(logits0)  # public rows (own 0): all on the public expert
             target[:, 0] = pair[:, 0]
             target[rows, own] += pair[:, 1]
             return target
@@ -73,10 +77,11 @@ class SupervisedRouting:
         return torch.stack(rows)
 
     def loss(self) -> torch.Tensor:
-        private = (self.labels.repeat_interleave(self.seq_len) > 0)  # (N,)
+        labels = self.labels.repeat_interleave(self.seq_len)  # (N,)
+        supervised = torch.ones_like(labels, dtype=torch.bool) if self.public else labels > 0
         layers = []
         for logits, target in self.pairs:
-            mask = private.to(logits.device)
+            mask = supervised.to(logits.device)
             log_probs = logits.float()[mask].log_softmax(dim=-1)
             layers.append(-(target[mask] * log_probs).sum(dim=-1).mean())
         self.pairs.clear()
@@ -108,7 +113,7 @@ def tune_routers(state: dict[str, torch.Tensor], bias: torch.Tensor, config: Pre
     supervised = None
     if isinstance(proxy, list) and len(proxy) > 2:  # a choice among private experts to teach
         supervised = SupervisedRouting(model, proxy, cfg.seq_len, cfg.batch_size,
-                                       cfg.router_loss_weight)
+                                       cfg.router_loss_weight, cfg.public_target)
     sampler = supervised.sample if supervised else window_sampler(
         torch.cat(proxy) if isinstance(proxy, list) else proxy, cfg.seq_len, cfg.batch_size)
     result = train_causal_lm(model, sampler,
@@ -162,7 +167,7 @@ def supervised_proxy_tuner(proxies: dict[str, list[str]], tokenizer, cfg: Router
 
 
 def proxy_router_tuner(anchor: Path, proxies: dict[str, list[str]], steps: int,
-                       lr: float = 1e-3, progress: bool = True):
+                       lr: float = 1e-3, progress: bool = True, public_target: bool = True):
     """A `merge(..., tune=...)` hook: routers tuned on public proxy text, `proxies` mapping every
     expert name (`public` included) to public text resembling its domain (each contributor's
     from its published proxy selection); None when `steps` is 0 (the untuned merge)."""
@@ -171,4 +176,6 @@ def proxy_router_tuner(anchor: Path, proxies: dict[str, list[str]], steps: int,
     from components.checkpoints import load_tokenizer
 
     return supervised_proxy_tuner(proxies, load_tokenizer(anchor),
-                                  RouterTuningConfig(steps=steps, lr=lr), progress=progress)
+                                  RouterTuningConfig(steps=steps, lr=lr,
+                                                     public_target=public_target),
+                                  progress=progress)

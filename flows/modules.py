@@ -52,18 +52,11 @@ def train_module(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConf
 def choose_proxies(anchor: Path, corpus: Corpus, cfg: ProxyConfig) -> ProxySelection:
     """The contributor's proxy selection (DESIGN §1.6): its classifier, its training documents
     against `anchor`'s public pool (embeddings cached in the shared cache: public text)."""
-    from components import proxy_selection
-    from components.checkpoints import load_tokenizer
+    from components.proxy_selection import choose
     from flows.settings import shared_cache
 
-    pool = proxy_selection.anchor_pool(anchor)
-    ids, embeddings = proxy_selection.pool_embeddings(pool, shared_cache())
-    tokenizer = load_tokenizer(anchor)
-    text = {d.digest: d.text for d in pool.documents}
-    choice = proxy_selection.select_proxies(
-        corpus.training_texts(), ids, embeddings, lambda t: len(tokenizer(t).input_ids),
-        text.__getitem__, cfg)
-    return ProxySelection(pool_fingerprint=pool.fingerprint().digest, **choice.model_dump())
+    fingerprint, choice = choose(anchor, corpus.training_texts(), shared_cache(), cfg)
+    return ProxySelection(pool_fingerprint=fingerprint, **choice.model_dump())
 
 
 def intact_module(directory: Path) -> ExpertManifest | None:

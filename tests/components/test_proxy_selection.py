@@ -99,10 +99,13 @@ def test_the_operator_resolves_published_ids_in_the_anchors_named_pool_or_refuse
     assert {d["licence"] for d in index["documents"]} >= {"PSF-2.0", "CC-BY-4.0"}
 
     text = {d.digest: d.text for d in pool.documents}
-    chosen = [d["id"] for d in index["documents"][:3]]
+    test_split = {d.digest for d in pool.split("test").documents}
+    tunable = [d["id"] for d in index["documents"] if d["id"] not in test_split]
+    chosen = [*tunable[:3], next(iter(test_split))]  # a held-out pick resolves but never tunes
     resolved = resolve_proxies(pool, {"hosp": (index["fingerprint"], chosen)})
-    assert resolved["hosp"] == [text[i] for i in chosen]
-    assert len(resolved["public"]) == len(text) - 3 and text[chosen[0]] not in resolved["public"]
+    assert resolved["hosp"] == [text[i] for i in chosen[:3]]
+    assert len(resolved["public"]) == len(tunable) - 3 and text[chosen[0]] not in resolved["public"]
+    assert not {text[i] for i in test_split} & {*resolved["public"], *resolved["hosp"]}
     with pytest.raises(DataError, match=r"1 of hosp's 2 proxy ids are not in the anchor's"):
         resolve_proxies(pool, {"hosp": (index["fingerprint"], [chosen[0], "0" * 64])})
     with pytest.raises(DataError, match="chosen from another public pool"):
