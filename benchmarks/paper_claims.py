@@ -28,11 +28,12 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from benchmarks.paper_claims_report import opt_out_key
+from benchmarks.paper_claims_report import AUDITED_MERGE, opt_out_key
 from components.anchor import train_anchor
 from components.atomic import atomic_write
 from components.baselines import BTMEnsemble, contributor_model, model_soup, train_union_model
@@ -42,7 +43,7 @@ from components.evaluation import RoutingRecorder, perplexity
 from components.expert_module import ModuleRef
 from components.expert_training import ExpertConfig, train_expert
 from components.extraction_audit import AuditConfig, extraction_audit
-from components.merge import merge
+from components.merge import Tuner, merge
 from components.proxy_selection import ProxyConfig, anchor_pool, choose, resolve_proxies
 from components.router import routers
 from components.router_tuning import RouterTuningConfig, proxy_router_tuner, public_proxy_tuner
@@ -82,7 +83,6 @@ PRESETS = {p.name: p for p in (
 )}
 
 RELEASE = ReleaseConfig()  # what `flexo release` does: router tuning lr, steps, top-k
-AUDITED_MERGE = "FlexOlmo merged (as released)"
 
 
 def variants(preset: ClaimsPreset) -> dict[str, dict]:
@@ -99,10 +99,14 @@ class Lever(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     experts: str  # a variant
-    # none | public (LM loss on public text) | proxies (as released) | proxies-private (public
-    # proxy windows get the LM loss only)
-    tuning: str
+    # public: LM loss on public text; proxies: as released; proxies-private: public proxy
+    # windows get the LM loss only
+    tuning: Literal["none", "public", "proxies", "proxies-private"]
     steps: int = 0
+
+    @property
+    def slug(self) -> str:  # names its merge directory and stage
+        return f"{self.experts}-{self.tuning}-{self.steps}"
 
     @property
     def label(self) -> str:
@@ -231,12 +235,13 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
     def modules(variant: str) -> list[ModuleRef]:
         return [train(variant, d) for d in preset.domains]
 
-    def merged(name: str, refs: list[ModuleRef], tune=None, top_k: int = 2) -> Path:
+    def merged(name: str, refs: list[ModuleRef], tune: Callable[[], Tuner] | None = None,
+               top_k: int = 2) -> Path:
         out = workdir / "merged" / name
 
         def build() -> dict:
             shutil.rmtree(out, ignore_errors=True)
-            return merge(anchor, refs, out, top_k=top_k, tune=tune and tune()).model_dump(
+            return merge(anchor, refs, out, top_k=top_k, tune=tune() if tune else None).model_dump(
                 include={"plan_digest", "router_tuning"})
 
         r.stage(f"merge {name}", build)
@@ -266,7 +271,7 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
     n_all = len(preset.domains) + 1
     shipped_k = RELEASE.top_k or n_all
 
-    def tuner(lever: Lever):
+    def tuner(lever: Lever) -> Callable[[], Tuner] | None:
         if lever.tuning == "public":
             return lambda: public_proxy_tuner(
                 public.split("train").texts(), tokenizer,
@@ -282,8 +287,7 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
 
     @functools.cache
     def lever_dir(lever: Lever) -> Path:
-        return merged(f"{lever.experts}-{lever.tuning}-{lever.steps}", modules(lever.experts),
-                      tuner(lever), top_k=shipped_k)
+        return merged(lever.slug, modules(lever.experts), tuner(lever), top_k=shipped_k)
 
     shipped = shipped_lever(preset)
     untuned = shipped.model_copy(update={"tuning": "none", "steps": 0})
@@ -360,8 +364,7 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
         "public": PUBLIC, "eval_seq_len": EVAL_SEQ_LEN, "evaluations": evaluations,
         "training": {name[len("train expert "):]: entry["result"]
                      for name, entry in r.stages.items() if name.startswith("train expert ")},
-        "router_tuning": r.result(f"merge {shipped.experts}-{shipped.tuning}-{shipped.steps}")[
-            "router_tuning"],
+        "router_tuning": r.result(f"merge {shipped.slug}")["router_tuning"],
         "extraction": {"domain": audit_domain, "config": audit_cfg.model_dump(),
                        "models": extraction},
         "stage_seconds": seconds, "invocations": len(r.invocations),

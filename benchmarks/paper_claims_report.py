@@ -23,6 +23,7 @@ from components.atomic import atomic_write
 from components.plots import plt
 from governance.markdown import markdown_table
 
+AUDITED_MERGE = "FlexOlmo merged (as released)"  # the extraction audit's merged model
 PLOTS = {"perplexity": "paper_claims_perplexity.png", "opt_out": "paper_claims_opt_out.png",
          "routing": "paper_claims_routing.png"}
 
@@ -65,16 +66,12 @@ def beats_anchor(report: dict, model: str) -> tuple[bool, str]:
 
 def opt_out_returns(report: dict, model: str) -> tuple[bool, str]:
     """C5 for one model and its opt-out evaluations."""
-    ev = report["evaluations"]
-    anchor, merged = ev["anchor"]["perplexity"], ev[model]["perplexity"]
-    domains = report["domains"]
-    back, moved = {}, {}
-    for d in domains:
-        without = ev[opt_out_key(model, d)]["perplexity"]
-        back[d] = _change(without[d], anchor[d])
-        moved[d] = max((abs(_change(without[o], merged[o])), o) for o in [*domains,
-                                                                          report["public"]]
-                       if o != d)
+    ev, domains = report["evaluations"], report["domains"]
+    against_merge = opt_out_matrix(report, model)
+    back = {d: _change(ev[opt_out_key(model, d)]["perplexity"][d], ev["anchor"]["perplexity"][d])
+            for d in domains}
+    moved = {d: max((abs(c), o) for o, c in against_merge[d].items() if o != d)
+             for d in domains}
     return (all(abs(b) <= 0.05 for b in back.values()) and all(m < 0.02 for m, _ in
                                                                moved.values()),
             "; ".join(f"-{d}: {d} {_pct(back[d])} vs anchor, largest other move "
@@ -120,7 +117,7 @@ def judge(report: dict) -> list[dict]:
 
     ex = report["extraction"]["models"]
     dense = next(v for k, v in ex.items() if k.startswith("dense expert"))
-    merged_ex = next(v for k, v in ex.items() if k.startswith("FlexOlmo merged"))
+    merged_ex = ex[AUDITED_MERGE]
     claim("C7", "the merged model's extraction rate is no higher than the dense expert's",
           merged_ex["rate"] <= dense["rate"],
           f"merged {merged_ex['extracted']}/{merged_ex['documents']} "
