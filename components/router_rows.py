@@ -1,11 +1,15 @@
 """Router rows (DESIGN §1.3): the domain vector each expert's router row starts from, and r_pub.
 
 One vector per domain, copied into every layer:
-- `embed` (default): the mean all-MiniLM-L6-v2 embedding of up to 1,000 of the domain's documents
-  (the paper uses GritLM-7B, whose 4096 dims equal its model's hidden size). MiniLM gives 384 dims;
+- `hidden` (default): the mean hidden state of the anchor over the documents (the paper's weaker
+  ablation; at flexo's scale the stronger one, in the space the router reads: base preset, 50-step
+  experts, untuned top-5 average change on the four domains -4.5% vs +0.5% for `embed`, routing
+  35-49% of each domain's text to its own expert vs 3-25%; docs/results/paper_claims.md).
+- `embed`: the mean all-MiniLM-L6-v2 embedding of up to 1,000 of the domain's documents (the
+  paper's, with GritLM-7B, whose 4096 dims equal its model's hidden size). MiniLM gives 384 dims;
   a fixed orthonormal projection seeded by the anchor's weights fingerprint maps them to the hidden
-  size, so every contributor of one anchor lands in the same space without sharing anything.
-- `hidden`: the mean hidden state of the anchor over the documents (the paper's weaker ablation).
+  size, so every contributor of one anchor lands in the same space without sharing anything, but
+  the projection is random: nothing aligns it with what the router reads.
 - `random`: a random direction, seeded by the anchor fingerprint and the domain name.
 
 Every row is scaled to unit norm: the router reads the un-normalised residual stream, so a row's

@@ -50,8 +50,8 @@ class DemoPlan(BaseModel):
 
 
 def plan(quick: bool) -> DemoPlan:
-    """Sizes for the default demo (14 minutes measured on 2 cores; the target is 10) and `--quick`
-    (about 2.5)."""
+    """Sizes for the default demo (13.2 minutes measured on 2 cores; the target is 10) and
+    `--quick` (about 6, 1.5 of them embedding the public pool once)."""
     if quick:
         return DemoPlan(preset="tiny",
                         expert=ExpertConfig(steps=40, router_documents=100, checkpoint_every=0),

@@ -48,8 +48,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines."
 # ExpertConfig's defaults, so the defaults live in one place.
 _EXPERT_OPTIONS: dict[str, tuple[Any, Any]] = {
     "router_init": (Annotated[RouterInit, typer.Option(
-        help="How the router row starts: mean MiniLM embedding, mean anchor hidden state, or "
-             "random.")], RouterInit.embed),
+        help="How the router row starts: mean anchor hidden state, mean MiniLM embedding, or "
+             "random.")], RouterInit.hidden),
     "steps": (Annotated[int | None, typer.Option(help="Training steps (default: 200).")], None),
     "lr": (Annotated[float | None, typer.Option(help="Peak learning rate (default: 4e-3).")],
            None),

@@ -23,8 +23,9 @@ ReleaseOpt = Annotated[int | None, typer.Option(
 def release(
     ctx: typer.Context,
     top_k: Annotated[int | None, typer.Option(help="Experts per token (default: all).")] = None,
-    rt_steps: Annotated[int, typer.Option(help="Router-tuning steps on the modules' published "
-                                          "proxies (0: the untuned merge).")] = 30,
+    rt_steps: Annotated[int | None, typer.Option(
+        help="Router-tuning steps on the modules' published proxies (0: the untuned merge; "
+             "default: 100).")] = None,
     max_public_increase: Annotated[float, typer.Option(
         help="Gate: allowed rise of public perplexity.")] = 0.02,
     eval_tokens: Annotated[int, typer.Option(help="Held-out tokens per domain.")] = 16_384,
@@ -32,8 +33,9 @@ def release(
     """Merge the approved modules, evaluate, gate and register a candidate flexo-release."""
     from flows.release import ReleaseConfig, release_flow
 
-    cfg = ReleaseConfig(top_k=top_k, router_tuning_steps=rt_steps,
-                        max_public_increase=max_public_increase, eval_max_tokens=eval_tokens)
+    cfg = ReleaseConfig(top_k=top_k, max_public_increase=max_public_increase,
+                        eval_max_tokens=eval_tokens,
+                        **({} if rt_steps is None else {"router_tuning_steps": rt_steps}))
     with StoryDisplay(out):
         result = release_flow(cfg)
     release_figures(result.record.figures, f"flexo-release version {result.version}")

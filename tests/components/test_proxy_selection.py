@@ -68,7 +68,7 @@ def test_too_little_data_is_refused_in_one_line(small_pool, cache):
 @pytest.mark.slow  # ~4 minutes: the whole public pool and four classifiers
 def test_proxy_precision_against_the_built_in_slices(tmp_path):
     """Issue 14 acceptance 1, at the shipped defaults: >= 80% of each domain's picks are from that
-    domain's public slice (measured 94-100%, benchmarks/results/proxy_precision.json)."""
+    domain's public slice (measured 92-100%, benchmarks/results/proxy_precision.json)."""
     from benchmarks.proxy_precision import measure
 
     report = measure(tmp_path)

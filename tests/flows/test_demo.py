@@ -170,10 +170,14 @@ def _assert_promotion_follows_the_answers(stdout: str, client: MlflowClient) -> 
 
 @pytest.mark.slow
 def test_default_demo_releases_reach_production_only_by_everyones_acceptance(default_demo):
-    """Issue 14 acceptance 5's figures (each contributor's own held-out change, public within
-    +2%) are measured here and kept in `demo-stdout.txt`; what must always hold is asserted."""
+    """Issue 14 acceptance 5's figures, kept in `demo-stdout.txt`: v1 and v2 each beat the anchor
+    on every contributor's own held-out text (their acceptances) with public within +2%, so both
+    reach production (measured with `hidden` init: v1 code -20.6%, legal -7.5%, medical -14.6%,
+    public +0.2%; v2 code -28.1%, medical -15.0%, public -1.1%)."""
     _, stdout, client = default_demo
     _assert_promotion_follows_the_answers(stdout, client)
+    said = dict(re.findall(r"flexo-release v(\d): experts [^;]*; (production|candidate)", stdout))
+    assert said == {"1": "production", "2": "production"}, said
     candidate = client.get_model_version_by_alias("flexo-release", "candidate")
     assert str(candidate.version) == "2" and WITHDRAWN not in candidate.tags["experts"]
 
@@ -225,11 +229,15 @@ def test_an_unseen_domain_is_contributed_released_and_answered_through_the_cli(d
     (home.parent / "unseen-answers.json").write_text(json.dumps(
         {"release": candidate.version, "gate": candidate.tags["gate"],
          "public": record["figures"]["public"], "answers": answers}, indent=1))
-    # Acceptance 2, what holds at the demo preset (measured: -14.6%, public -3.9%): its own
-    # held-out text gains at least 5% and public text stays within the gate's +2%.
-    assert answers[UNSEEN]["change"] <= -0.05, answers[UNSEEN]
+    # Acceptance 2 at the demo preset (measured with `hidden` init and the Wikipedia pool: own
+    # -21.0%, public -1.1%, routing to its expert 18.1% of its text vs 8.3% of public text): its
+    # own held-out text gains at least 5%, public stays within the gate's +2%, and its expert
+    # gets at least twice the routing share on its text that it gets on public text.
+    unseen = answers[UNSEEN]
+    assert unseen["change"] <= -0.05, unseen
     public = record["figures"]["public"]
     assert public["release"] <= 1.02 * public["anchor"], public
+    assert unseen["own_routing_share"] >= 2 * unseen["public_routing_share"], unseen
     promoted = cli("release", "promote")
     everyone = all(a["accepted"] for a in answers.values()) and candidate.tags["gate"] == "passed"
     assert (promoted.exit_code == 0) == everyone, promoted.output

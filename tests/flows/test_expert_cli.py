@@ -167,20 +167,21 @@ def test_expert_train_refuses_bad_options_before_work(cli, tiny_anchor, tmp_path
     _one_line_error(result, "flexo_anchor.json")
 
 
-def test_hidden_state_router_init_trains_a_module(cli, tiny_anchor, modules, tmp_path):
-    out = tmp_path / "hidden"
+def test_the_papers_embedding_router_init_trains_a_module(cli, tiny_anchor, modules, tmp_path):
+    out = tmp_path / "embed"
     result = cli("expert", "train", "--contributor", "code", "--domain", "code", "--anchor",
-                 tiny_anchor, "--out", out, "--router-init", "hidden", "--steps", 3,
+                 tiny_anchor, "--out", out, "--router-init", "embed", "--steps", 3,
                  "--router-docs", 50)
     assert result.exit_code == 0, result.output
-    hidden = load_file(out / "expert.safetensors")
-    embed = load_file(modules["code"] / "expert.safetensors")
+    embed = load_file(out / "expert.safetensors")
+    hidden = load_file(modules["code"] / "expert.safetensors")  # the default init
     anchor_rows = load_file(tiny_anchor / "public_router.safetensors")
     # each init trains against the anchor's r_pub for that method, stored with the anchor
     assert torch.equal(hidden["layers.0.router_public"], anchor_rows["hidden/layers.0"])
     assert torch.equal(embed["layers.0.router_public"], anchor_rows["embed/layers.0"])
     assert not torch.equal(hidden["layers.0.router"], embed["layers.0.router"])
-    assert ExpertManifest.read(out).training["router_init"] == "hidden"
+    assert ExpertManifest.read(out).training["router_init"] == "embed"
+    assert ExpertManifest.read(modules["code"]).training["router_init"] == "hidden"
     mixed = cli("merge", "--anchor", tiny_anchor, "--expert", modules["legal"], "--expert", out,
                 "--out", tmp_path / "mixed")
     _one_line_error(mixed, "trained against another public router row")
