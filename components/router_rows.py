@@ -124,13 +124,15 @@ def router_key(method: str, layer: int) -> str:
 
 
 def make_public_router(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                       public: Corpus, anchor_seed: str) -> dict[str, torch.Tensor]:
+                       public: Corpus, anchor_seed: str,
+                       sample_documents: int = SAMPLE_DOCUMENTS) -> dict[str, torch.Tensor]:
     """r_pub for every init method, from the public mix's train split, one row per layer."""
     texts = public.split("train").texts()
     layers = model.config.num_hidden_layers
     rows = {}
     for method in get_args(RouterInit):
-        vector = domain_vectors(method, {"public": texts}, anchor_seed, model, tokenizer)["public"]
+        vector = domain_vectors(method, {"public": texts}, anchor_seed, model, tokenizer,
+                                sample_documents)["public"]
         rows.update({router_key(method, i): vector.clone() for i in range(layers)})
     return rows
 

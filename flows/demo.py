@@ -50,8 +50,11 @@ class DemoPlan(BaseModel):
 
 
 def plan(quick: bool) -> DemoPlan:
-    """Sizes for the default demo (13.2 minutes measured on 2 cores; the target is 10) and
-    `--quick` (about 6, 1.5 of them embedding the public pool once)."""
+    """Sizes for the default demo and `--quick` (about 6 minutes). The default measured 10.4
+    minutes on 2 cores from a fresh home (the target is 10): Prefect's first start 0.6, the
+    3-layer anchor 3.3, the first contributor 2.2 (1.3 of them embedding the public pool once),
+    the others 0.7 each, each release 1.1 (100 router-tuning steps, the shipped default: at 30
+    the first release kept public only within +2.5%), the acceptances 0.5 a release."""
     if quick:
         return DemoPlan(preset="tiny",
                         expert=ExpertConfig(steps=40, router_documents=100, checkpoint_every=0),
@@ -59,10 +62,10 @@ def plan(quick: bool) -> DemoPlan:
                         proxies=ProxyConfig(max_documents=200), eval_max_tokens=4096,
                         release=ReleaseConfig(router_tuning_steps=10, eval_max_tokens=4096))
     return DemoPlan(preset="small",
-                    expert=ExpertConfig(steps=150, router_documents=300, checkpoint_every=0),
+                    expert=ExpertConfig(steps=40, router_documents=200, checkpoint_every=0),
                     audit=AuditConfig(documents=16, samples=4),
-                    proxies=ProxyConfig(), eval_max_tokens=16_384,
-                    release=ReleaseConfig(router_tuning_steps=30, eval_max_tokens=16_384))
+                    proxies=ProxyConfig(max_documents=400), eval_max_tokens=4096,
+                    release=ReleaseConfig())
 
 
 class DemoResult(BaseModel):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -27,3 +30,22 @@ def prepare_prefect() -> None:
         Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect won't
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def start_prefect_server() -> Callable[[], None]:
+    """Start Prefect's temporary server (none when `PREFECT_API_URL` names one) in a thread, so
+    that its ~20 s start on a fresh database overlaps the caller's imports; returns the wait for
+    it, to call before the first flow. A start that failed here is tried again by Prefect."""
+    if os.environ.get("PREFECT_API_URL"):
+        return lambda: None
+    from prefect.server.api.server import SubprocessASGIServer  # the one Prefect's client uses
+
+    def start() -> None:
+        try:
+            SubprocessASGIServer().start()
+        except Exception as e:  # noqa: BLE001 - Prefect's own start tries again and reports it
+            logging.getLogger(__name__).info("Prefect's server did not start early: %s", e)
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+    return thread.join

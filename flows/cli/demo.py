@@ -65,14 +65,16 @@ def demo(quick: Annotated[bool, typer.Option(help="Tiny preset: a couple of minu
     Anchor, three contributors (proxies, training, audit), reviews, a candidate release each
     contributor measures and accepts, a withdrawal and the re-release, all recorded in MLflow
     and Prefect under FLEXO_HOME."""
-    from flows.settings import prepare_prefect
+    from flows.settings import prepare_prefect, start_prefect_server
 
     started = time.monotonic()
     home = fresh_home()
     prepare_prefect()
     with command_log("demo", verbose(), libraries=FLOW_LIBRARIES) as log:
-        from flows.demo import WITHDRAWING, demo_flow
+        prefect_ready = start_prefect_server()
+        from flows.demo import WITHDRAWING, demo_flow  # torch, transformers, MLflow: seconds
 
+        prefect_ready()
         out.print(f"[bold]flexo demo[/bold] ({'quick, tiny' if quick else 'small'} preset) in "
                   f"{home}", soft_wrap=True)
         with StoryDisplay(out) as display:

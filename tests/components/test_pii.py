@@ -40,3 +40,13 @@ def test_phone_formats_are_counted_once(number):
     text, counts = scrub(f"Call {number} after 12:30 on 2020-01-15.")
     assert dict(counts) == {"phone": 1}
     assert text == "Call [PHONE] after 12:30 on 2020-01-15."
+
+
+def test_phones_are_found_anywhere_in_a_long_document_and_short_numbers_far_from_them_are_not():
+    # The matcher reads only the words around runs of 7+ digits: a phone at either end of a long
+    # text is still found; a 5-digit issue number pages away is not read as a German number.
+    prose = "Fixed in issue 16967 of the tracker. " + "Nothing personal here. " * 400
+    numbers = MORE_PHONES[:2]
+    text, counts = scrub(f"{numbers[0]} is the desk. {prose}Out of hours: {numbers[1]}")
+    assert dict(counts) == {"phone": 2}
+    assert text == f"[PHONE] is the desk. {prose}Out of hours: [PHONE]"
