@@ -51,10 +51,10 @@ class DemoPlan(BaseModel):
 
 def plan(quick: bool) -> DemoPlan:
     """Sizes for the default demo and `--quick` (about 6 minutes). The default measured 10.4
-    minutes on 2 cores from a fresh home (the target is 10): Prefect's first start 0.6, the
+    minutes on 2 cores from a fresh home (the target is 10): Prefect's first start 0.5, the
     3-layer anchor 3.3, the first contributor 2.2 (1.3 of them embedding the public pool once),
-    the others 0.7 each, each release 1.1 (100 router-tuning steps, the shipped default: at 30
-    the first release kept public only within +2.5%), the acceptances 0.5 a release."""
+    the others 0.7 each, each release about 1 (100 router-tuning steps, the shipped default: at 30
+    the first release kept public only within +2.5%), the acceptances 0.3-0.5 a release."""
     if quick:
         return DemoPlan(preset="tiny",
                         expert=ExpertConfig(steps=40, router_documents=100, checkpoint_every=0),
