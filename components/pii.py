@@ -118,13 +118,15 @@ def scrub(text: str) -> tuple[str, Counter[str]]:
             return f"[{kind.upper()}]"
 
         text = pattern.sub(replace, text)
+    windows = _phone_windows(text)  # found again only after a pass has changed the text
     for region, leniency in _PHONE_PASSES:
-        spans = [span for window in _phone_windows(text) for span in
+        spans = [span for window in windows for span in
                  _phone_spans(text, window, region, leniency)]
         for start, end in reversed(spans):
             text = f"{text[:start]}[PHONE]{text[end:]}"
         if spans:
             counts["phone"] += len(spans)
+            windows = _phone_windows(text)
     return text, counts
 
 
