@@ -48,7 +48,7 @@ from components.proxy_selection import ProxyConfig, anchor_pool, choose, resolve
 from components.router import routers
 from components.router_tuning import RouterTuningConfig, proxy_router_tuner, public_proxy_tuner
 from components.runtime import apply_selection, load_flexo_model
-from components.token_data import token_stream
+from components.token_data import held_out_stream
 from flows.release import ReleaseConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,10 +190,11 @@ class Run:
 
 
 class Evaluator:
-    """Held-out perplexity (and routing shares) of any model on the same token windows."""
+    """Held-out perplexity (and routing shares) of any model on the same token windows, spread
+    over each test split as every flexo evaluation reads it."""
 
     def __init__(self, tokenizer, corpora: dict[str, list[str]], max_tokens: int):
-        self.streams = {name: token_stream(texts, tokenizer, max_tokens=max_tokens + 1)
+        self.streams = {name: held_out_stream(texts, tokenizer, max_tokens, EVAL_SEQ_LEN)
                         for name, texts in corpora.items()}
 
     def __call__(self, model: torch.nn.Module) -> dict:
@@ -290,12 +291,14 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True,
         if lever.tuning == "public":
             return lambda: public_proxy_tuner(
                 public.split("train").texts(), tokenizer,
-                RouterTuningConfig(steps=lever.steps, lr=RELEASE.router_tuning_lr),
+                RouterTuningConfig(steps=lever.steps, lr=RELEASE.router_tuning_lr,
+                                   batch_size=RELEASE.router_tuning_batch),
                 progress=progress)
         if lever.tuning.startswith("proxies"):
             return lambda: proxy_router_tuner(anchor, proxies(), lever.steps,
                                               RELEASE.router_tuning_lr, progress=progress,
-                                              public_target=lever.tuning == "proxies")
+                                              public_target=lever.tuning == "proxies",
+                                              batch_size=RELEASE.router_tuning_batch)
         return None
 
     grid = levers(preset, lever_grid)
@@ -366,7 +369,8 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True,
     seconds = r.seconds()
     return {
         "preset": preset.model_dump(), "machine": platform.machine(), "torch": torch.__version__,
-        "release_config": RELEASE.model_dump(include={"router_tuning_lr", "top_k"}),
+        "release_config": RELEASE.model_dump(include={"router_tuning_lr", "router_tuning_batch",
+                                                      "top_k"}),
         "shipped": shipped.key(shipped_k), "untuned": untuned.key(shipped_k),
         "shipped_init": SHIPPED_INIT, "other_init": OTHER_INIT,
         "untuned_top2": untuned.key(2),

@@ -29,7 +29,7 @@ from components.errors import DataError
 from components.lm_training import autocast_for
 from components.router import routers
 from components.runtime import apply_selection, expert_names, load_flexo_model
-from components.token_data import eval_windows, token_stream
+from components.token_data import eval_windows, held_out_stream
 
 # One context length for every model so figures compare across presets (all train at >= 128).
 EVAL_SEQ_LEN = 128
@@ -105,8 +105,8 @@ class RoutingRecorder:
 def evaluate_model(model_dir: Path, corpora: list[Corpus], max_tokens: int = EVAL_MAX_TOKENS,
                    seq_len: int = EVAL_SEQ_LEN, device: str | None = None,
                    exclude: list[str] | None = None) -> list[Perplexity]:
-    """Perplexity (and routing shares) on the first `max_tokens` tokens of each corpus, in
-    document-hash order.
+    """Perplexity (and routing shares) on `max_tokens` tokens of each corpus, windows spread
+    evenly over it (`held_out_stream`).
 
     Callers pass held-out text: a built-in domain's test split, or a user's evaluation directory.
     """
@@ -116,7 +116,7 @@ def evaluate_model(model_dir: Path, corpora: list[Corpus], max_tokens: int = EVA
     tokenizer = load_tokenizer(model_dir)
     results = []
     for corpus in corpora:
-        stream = token_stream(corpus.texts(), tokenizer, max_tokens=max_tokens + 1)
+        stream = held_out_stream(corpus.texts(), tokenizer, max_tokens, seq_len)
         with RoutingRecorder(model) as recorder:  # routing from the same forward passes
             result = perplexity(model, stream, seq_len, domain=corpus.name)
         results.append(result.model_copy(update={"routing": recorder.shares()}))

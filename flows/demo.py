@@ -50,17 +50,18 @@ class DemoPlan(BaseModel):
 
 
 def plan(quick: bool) -> DemoPlan:
-    """Sizes for the default demo and `--quick` (about 6 minutes). The default measured 10.4
+    """Sizes for the default demo and `--quick` (about 5 minutes). The default measured 9.4
     minutes on 2 cores from a fresh home (the target is 10): Prefect's first start 0.5, the
-    3-layer anchor 3.3, the first contributor 2.2 (1.3 of them embedding the public pool once),
-    the others 0.7 each, each release about 1 (100 router-tuning steps, the shipped default: at 30
-    the first release kept public only within +2.5%), the acceptances 0.3-0.5 a release."""
+    3-layer anchor 3.2, the first contributor 1.3 (0.6 of them embedding the public pool once),
+    the others 0.6 each, each release about 1 (router tuning as shipped: with 30 steps of 16
+    windows the first release kept public only within +2.5%), the acceptances 0.3-0.5 a
+    release."""
     if quick:
         return DemoPlan(preset="tiny",
                         expert=ExpertConfig(steps=40, router_documents=100, checkpoint_every=0),
                         audit=AuditConfig(documents=8, samples=2),
                         proxies=ProxyConfig(max_documents=200), eval_max_tokens=4096,
-                        release=ReleaseConfig(router_tuning_steps=10, eval_max_tokens=4096))
+                        release=ReleaseConfig(router_tuning_steps=20, eval_max_tokens=4096))
     return DemoPlan(preset="small",
                     expert=ExpertConfig(steps=40, router_documents=200, checkpoint_every=0),
                     audit=AuditConfig(documents=16, samples=4),

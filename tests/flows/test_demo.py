@@ -230,8 +230,8 @@ def test_an_unseen_domain_is_contributed_released_and_answered_through_the_cli(d
     (home.parent / "unseen-answers.json").write_text(json.dumps(
         {"release": candidate.version, "gate": candidate.tags["gate"],
          "public": record["figures"]["public"], "answers": answers}, indent=1))
-    # Acceptance 2 at the demo preset (measured on the 3-layer `small` anchor: own -22.5%,
-    # public +0.3%, routing to its expert 20.8% of its text vs 9.6% of public text): its
+    # Acceptance 2 at the demo preset (measured on the 3-layer `small` anchor: own -22.0%,
+    # public -0.6%, routing to its expert 19.7% of its text vs 8.5% of public text): its
     # own held-out text gains at least 5%, public stays within the gate's +2%, and its expert
     # gets at least twice the routing share on its text that it gets on public text.
     unseen = answers[UNSEEN]
