@@ -50,7 +50,7 @@ class DemoPlan(BaseModel):
 
 
 def plan(quick: bool) -> DemoPlan:
-    """Sizes for the default demo and `--quick` (about 5 minutes). The default measured 9.4
+    """Sizes for the default demo and `--quick` (about 4 minutes). The default measured 9.4
     minutes on 2 cores from a fresh home (the target is 10): Prefect's first start 0.5, the
     3-layer anchor 3.2, the first contributor 1.3 (0.6 of them embedding the public pool once),
     the others 0.6 each, each release about 1 (router tuning as shipped: with 30 steps of 16
