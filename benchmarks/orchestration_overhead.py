@@ -79,8 +79,7 @@ def plain_story(root: Path, p: DemoPlan) -> None:
         out = root / f"release-{n}"
         proxies = published_proxies(anchor, {r.name: r.directory for r in release})
         merge(anchor, release, out, top_k=len(release) + 1,
-              tune=proxy_router_tuner(anchor, proxies, p.release.router_tuning_steps,
-                                      p.release.router_tuning_lr))
+              tune=proxy_router_tuner(anchor, proxies, p.release.router_tuning()))
         before = evaluate_model(anchor, held_out, p.release.eval_max_tokens)
         after = evaluate_model(out, held_out, p.release.eval_max_tokens)
         judge_release({a.domain: DomainFigures(anchor=a.perplexity, release=r.perplexity,

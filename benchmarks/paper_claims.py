@@ -46,7 +46,7 @@ from components.extraction_audit import AuditConfig, extraction_audit
 from components.merge import Tuner, merge
 from components.proxy_selection import ProxyConfig, anchor_pool, choose, resolve_proxies
 from components.router import routers
-from components.router_tuning import RouterTuningConfig, proxy_router_tuner, public_proxy_tuner
+from components.router_tuning import proxy_router_tuner, public_proxy_tuner
 from components.runtime import apply_selection, load_flexo_model
 from components.token_data import held_out_stream
 from flows.release import ReleaseConfig
@@ -288,17 +288,13 @@ def run(preset: ClaimsPreset, workdir: Path, progress: bool = True,
     shipped_k = RELEASE.top_k or n_all
 
     def tuner(lever: Lever) -> Callable[[], Tuner] | None:
+        cfg = RELEASE.router_tuning().model_copy(
+            update={"steps": lever.steps, "public_target": lever.tuning == "proxies"})
         if lever.tuning == "public":
-            return lambda: public_proxy_tuner(
-                public.split("train").texts(), tokenizer,
-                RouterTuningConfig(steps=lever.steps, lr=RELEASE.router_tuning_lr,
-                                   batch_size=RELEASE.router_tuning_batch),
-                progress=progress)
+            return lambda: public_proxy_tuner(public.split("train").texts(), tokenizer, cfg,
+                                              progress=progress)
         if lever.tuning.startswith("proxies"):
-            return lambda: proxy_router_tuner(anchor, proxies(), lever.steps,
-                                              RELEASE.router_tuning_lr, progress=progress,
-                                              public_target=lever.tuning == "proxies",
-                                              batch_size=RELEASE.router_tuning_batch)
+            return lambda: proxy_router_tuner(anchor, proxies(), cfg, progress=progress)
         return None
 
     grid = levers(preset, lever_grid)

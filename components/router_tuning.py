@@ -166,17 +166,11 @@ def supervised_proxy_tuner(proxies: dict[str, list[str]], tokenizer, cfg: Router
     return tune
 
 
-def proxy_router_tuner(anchor: Path, proxies: dict[str, list[str]], steps: int,
-                       lr: float = 1e-3, progress: bool = True, public_target: bool = True,
-                       batch_size: int = 16):
+def proxy_router_tuner(anchor: Path, proxies: dict[str, list[str]], cfg: RouterTuningConfig,
+                       progress: bool = True):
     """A `merge(..., tune=...)` hook: routers tuned on public proxy text, `proxies` mapping every
     expert name (`public` included) to public text resembling its domain (each contributor's
-    from its published proxy selection); None when `steps` is 0 (the untuned merge)."""
-    if steps == 0:
-        return None
+    from its published proxy selection), with the anchor's tokenizer."""
     from components.checkpoints import load_tokenizer
 
-    return supervised_proxy_tuner(proxies, load_tokenizer(anchor),
-                                  RouterTuningConfig(steps=steps, lr=lr, batch_size=batch_size,
-                                                     public_target=public_target),
-                                  progress=progress)
+    return supervised_proxy_tuner(proxies, load_tokenizer(anchor), cfg, progress=progress)

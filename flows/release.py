@@ -54,6 +54,13 @@ class ReleaseConfig(BaseModel):
     max_public_increase: float = Field(0.02, ge=0)  # gate: public perplexity may rise this much
     device: str | None = None
 
+    def router_tuning(self):
+        """The release's router tuning as `components.router_tuning` takes it."""
+        from components.router_tuning import RouterTuningConfig
+
+        return RouterTuningConfig(steps=self.router_tuning_steps, lr=self.router_tuning_lr,
+                                  batch_size=self.router_tuning_batch)
+
 
 class ReleaseResult(BaseModel):
     version: int
@@ -146,9 +153,7 @@ def merge_release(anchor: Path, modules: list[ModuleRef], out: Path,
                          "router_tuning_batch": cfg.router_tuning_batch,
                          "router_tuning_lr": cfg.router_tuning_lr,
                          "experts": ",".join(m.name for m in modules)})
-        tune = proxy_router_tuner(anchor, proxies, cfg.router_tuning_steps,
-                                  cfg.router_tuning_lr,
-                                  batch_size=cfg.router_tuning_batch) if proxies else None
+        tune = proxy_router_tuner(anchor, proxies, cfg.router_tuning()) if proxies else None
         record = merge(anchor, modules, out, top_k=top_k, tune=tune)
         runs.log_dict(record.model_dump(), "merge_record.json")
         if record.router_tuning:

@@ -53,12 +53,13 @@ def merge(
     check_output_dir(out_dir)
     refs = module_refs(expert)
     from components.merge import merge as merge_modules
-    from components.router_tuning import proxy_router_tuner
+    from components.router_tuning import RouterTuningConfig, proxy_router_tuner
     from flows.modules import published_proxies
 
     tune = proxy_router_tuner(anchor, published_proxies(anchor, {r.name: r.directory
                                                                  for r in refs}),
-                              rt_steps) if router_tuning else None
+                              RouterTuningConfig(steps=rt_steps, lr=1e-3),
+                              ) if router_tuning and rt_steps else None
     record = merge_modules(anchor, refs, out_dir, top_k=top_k, tune=tune)
     out.print(f"merged {len(refs)} experts ({', '.join(r.name for r in refs)}) into {out_dir}, "
               f"top-{record.top_k}, plan {record.plan_digest[:12]}")
