@@ -49,9 +49,10 @@ def opt_out_key(model: str, domain: str) -> str:
     return f"{model}, without {domain}"
 
 
-def _lever_key(report: dict, experts: str, tuning: str, k: int) -> str:
-    return next(lever["keys"][str(k)] for lever in report["levers"]
-                if lever["experts"] == experts and lever["tuning"] == tuning)
+def _lever_key(report: dict, experts: str, tuning: str, k: int) -> str | None:
+    """The evaluation key of a lever-grid merge; None when the run did not build it."""
+    return next((lever["keys"][str(k)] for lever in report["levers"]
+                 if lever["experts"] == experts and lever["tuning"] == tuning), None)
 
 
 def beats_anchor(report: dict, model: str) -> tuple[bool, str]:
@@ -106,7 +107,9 @@ def judge(report: dict) -> list[dict]:
           "other domain < 2%", *opt_out_returns(report, shipped))
 
     shipped_init, other_init = report["shipped_init"], report["other_init"]
-    other = avg[_lever_key(report, other_init, "none", 2)]
+    other_key = _lever_key(report, other_init, "none", 2)
+    other = f"{other_init} {_fmt(avg[other_key])}" if other_key else f"{other_init} not run " \
+        "(--levers)"
     informed, rand = avg[untuned], avg["ablation: random init"]
     bias_pub, nobias_pub = ev[untuned][report["public"]], \
         ev["ablation: no negative bias"][report["public"]]
@@ -114,7 +117,7 @@ def judge(report: dict) -> list[dict]:
           "hurt public (untuned, top-2)",
           informed < rand and bias_pub <= nobias_pub,
           f"avg ppl {shipped_init} (shipped) {_fmt(informed)}, random {_fmt(rand)}, "
-          f"{other_init} {_fmt(other)}; public "
+          f"{other}; public "
           f"ppl with bias {_fmt(bias_pub)}, without {_fmt(nobias_pub)}")
 
     ex = report["extraction"]["models"]
@@ -160,7 +163,7 @@ def main_methods(report: dict) -> list[str]:
     rest = [n for n in report["evaluations"] if n not in picked and not n.startswith(
         ("FlexOlmo (", "anchor", "expert alone"))]
     return ["anchor", *(f"expert alone: {d}" for d in report["domains"]), *picked, *rest,
-            other_init]
+            *([other_init] if other_init else [])]
 
 
 def perplexity_table(report: dict) -> str:

@@ -3,6 +3,7 @@ and every other tensor frozen, on a small public proxy set (public text is every
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -27,6 +28,10 @@ class RouterTuningConfig(BaseModel):
     # Public proxy windows are supervised too, to the public expert: public text routed there
     # is the anchor's own FFN, which the release gate holds public perplexity to.
     public_target: bool = True
+    # Opt-out: with a contributor's own expert masked, its proxy text must route at least this
+    # share to the public expert (the anchor's FFN, what a release without the module gives).
+    # A floor, not a pull to all of it: zero loss once met. None: no such term.
+    opt_out_public_share: float | None = Field(None, gt=0, lt=1)
 
 
 class SupervisedRouting:
@@ -40,9 +45,10 @@ class SupervisedRouting:
     only. Averaged over layers; proxy text is public."""
 
     def __init__(self, model: torch.nn.Module, streams: list[torch.Tensor], seq_len: int,
-                 batch_size: int, weight: float, public: bool = True):
+                 batch_size: int, weight: float, public: bool = True,
+                 opt_out_share: float | None = None):
         self.streams, self.seq_len, self.batch_size = streams, seq_len, batch_size
-        self.weight, self.public = weight, public
+        self.weight, self.public, self.opt_out_share = weight, public, opt_out_share
         self.labels = torch.zeros(batch_size, dtype=torch.long)
         self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, trained-for target)
         for router in routers(model):
@@ -76,6 +82,15 @@ class SupervisedRouting:
             rows.append(stream[start:start + self.seq_len])
         return torch.stack(rows)
 
+    def _opt_out(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Hinge on each contributor token's public share with its own expert masked: the
+        routing the same text gets from a release without that module."""
+        rows = torch.nonzero(labels > 0).squeeze(1)
+        masked = logits[rows].index_put((torch.arange(len(rows), device=logits.device),
+                                         labels[rows]), torch.tensor(float("-inf")))
+        public = masked.log_softmax(dim=-1)[:, 0]
+        return F.relu(math.log(self.opt_out_share) - public).mean()
+
     def loss(self) -> torch.Tensor:
         labels = self.labels.repeat_interleave(self.seq_len)  # (N,)
         supervised = torch.ones_like(labels, dtype=torch.bool) if self.public else labels > 0
@@ -83,7 +98,10 @@ class SupervisedRouting:
         for logits, target in self.pairs:
             mask = supervised.to(logits.device)
             log_probs = logits.float()[mask].log_softmax(dim=-1)
-            layers.append(-(target[mask] * log_probs).sum(dim=-1).mean())
+            term = -(target[mask] * log_probs).sum(dim=-1).mean()
+            if self.opt_out_share is not None:
+                term = term + self._opt_out(logits.float(), labels.to(logits.device))
+            layers.append(term)
         self.pairs.clear()
         return self.weight * torch.stack(layers).mean()
 
@@ -113,7 +131,8 @@ def tune_routers(state: dict[str, torch.Tensor], bias: torch.Tensor, config: Pre
     supervised = None
     if isinstance(proxy, list) and len(proxy) > 2:  # a choice among private experts to teach
         supervised = SupervisedRouting(model, proxy, cfg.seq_len, cfg.batch_size,
-                                       cfg.router_loss_weight, cfg.public_target)
+                                       cfg.router_loss_weight, cfg.public_target,
+                                       cfg.opt_out_public_share)
     sampler = supervised.sample if supervised else window_sampler(
         torch.cat(proxy) if isinstance(proxy, list) else proxy, cfg.seq_len, cfg.batch_size)
     result = train_causal_lm(model, sampler,

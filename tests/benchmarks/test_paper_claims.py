@@ -11,7 +11,7 @@ import matplotlib.image as mpimg
 import pytest
 
 from benchmarks import paper_claims
-from benchmarks.paper_claims_report import PLOTS, judge, opt_out_key
+from benchmarks.paper_claims_report import PLOTS, judge, opt_out_key, write_report
 
 # The claims benchmark at the tiny preset trains an anchor, four experts and every baseline
 # (~3 minutes): it runs with the slow suite, keeping the default suite under 15 minutes.
@@ -126,3 +126,22 @@ def test_claims_follow_the_figures(claims_run):
     assert _verdict(report, "C5") is True
     ev[opt_out_key(report["shipped"], domains[0])][public] = merged[public] * 1.03
     assert _verdict(report, "C5") is False
+
+
+def test_a_run_without_the_lever_grid_reports_every_claim(claims_run, tmp_path):
+    """The default run builds no grid merge, the other init's untuned merge included (C6 names
+    it as not run): every claim, table and plot is still written from what it has."""
+    report = copy.deepcopy(claims_run[1])
+    needed = {report["shipped"], report["untuned"]}
+    report["levers"] = [lv for lv in report["levers"] if lv["keys"]["5"] in needed]
+    keep = {key for lv in report["levers"] for key in lv["keys"].values()}
+    dropped = {key for lv in claims_run[1]["levers"] for key in lv["keys"].values()} - keep
+    report["evaluations"] = {name: e for name, e in report["evaluations"].items()
+                             if name not in dropped}
+    write_report(report, tmp_path)
+    written = json.loads((tmp_path / "paper_claims.json").read_text())
+    assert [c["id"] for c in written["claims"]] == [f"C{i}" for i in range(1, 8)]
+    c6 = next(c for c in written["claims"] if c["id"] == "C6")
+    assert f"{report['other_init']} not run" in c6["figures"]
+    md = (tmp_path / "paper_claims.md").read_text()
+    assert "## Levers" in md and not any(name in md for name in dropped)
