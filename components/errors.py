@@ -40,3 +40,9 @@ class GovernanceError(FlexoError):
     """A governance rule refused the action (review, release, withdrawal)."""
 
     exit_code = 6
+
+
+class IntegrityError(FlexoError):
+    """A record no longer matches what was written (an edited ledger, a checkpoint that fails)."""
+
+    exit_code = 7

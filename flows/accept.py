@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from components.evaluation import AcceptanceFigures
-from flows import events
+from flows import events, ledger
 from flows.tracking import registry, releases, runs
 from governance.acceptance import AcceptanceReport, accepts
 from governance.contributors import validate_contributor_id
@@ -46,15 +46,16 @@ def fetch_release(contributor: str,
     """Local copies of release `version` and its anchor, each checked against the fingerprint
     the registry records; a release that does not hold the contributor's module is refused."""
     from components.anchor import read_fingerprint
-    from components.errors import CheckpointError, GovernanceError
+    from components.errors import CheckpointError
     from components.fingerprint import fingerprint_checkpoint
 
     runs.configure()
     release = registry.release_version(version)
     if not release.tags.holds(contributor):
-        raise GovernanceError(f"{registry.RELEASE_MODEL} version {version} does not include "
-                              f"{contributor}'s module (it holds "
-                              f"{', '.join(release.tags.experts) or 'none'}); nothing to accept")
+        raise ledger.refuse(contributor, f"{registry.RELEASE_MODEL} v{version}", "accept",
+                            f"{registry.RELEASE_MODEL} version {version} does not include "
+                            f"{contributor}'s module (it holds "
+                            f"{', '.join(release.tags.experts) or 'none'}); nothing to accept")
     anchor = registry.download(registry.anchor_version(number=release.tags.anchor_version),
                                "anchor", "anchors")
     if read_fingerprint(anchor) != release.tags.anchor_fingerprint:
@@ -110,6 +111,9 @@ def answer(contributor: str, version: int, figures: AcceptanceFigures,
         answered_at=timestamp(), verdict="accepted" if accepted else "rejected"))
     events.emit(events.RELEASE_ACCEPTED if accepted else events.RELEASE_REJECTED,
                 f"flexo.release.{version}", report.model_dump(), contributor=contributor)
+    ledger.record("acceptance", contributor, f"{registry.RELEASE_MODEL} v{version}",
+                  verdict="accepted" if accepted else "rejected", change=figures.change,
+                  margin=cfg.margin, own_routing_share=figures.own_routing_share)
     get_run_logger().info("%s %s %s version %d (own-domain perplexity %+.1f%%, margin %.1f%%)",
                           contributor, "accepts" if accepted else "rejects",
                           registry.RELEASE_MODEL, version, 100 * figures.change, 100 * cfg.margin)

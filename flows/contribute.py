@@ -29,7 +29,7 @@ from components.extraction_audit import AuditConfig, AuditResult
 from components.pii import PiiReport
 from components.proxy_selection import ProxyConfig
 from components.validation import ValidationConfig, ValidationReport
-from flows import events
+from flows import events, ledger
 from flows.settings import flexo_home
 from flows.tracking import registry, runs
 from governance.contributors import validate_contributor_id
@@ -280,6 +280,9 @@ def publish(contributor: str, module: Path, manifest: ExpertManifest) -> int:
     events.emit(events.EXPERT_PUBLISHED, f"flexo.expert.{contributor}",
                 {"registered_model": name, "version": version,
                  "weights_sha256": manifest.weights_sha256}, contributor=contributor)
+    ledger.record("publish", contributor, contributor, registered_model=name, version=version,
+                  weights_sha256=manifest.weights_sha256,
+                  data_fingerprint=manifest.data_fingerprint.digest)
     get_run_logger().info("published %s version %d (pending review)", name, version)
     return version
 

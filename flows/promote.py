@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from flows import events
+from flows import events, ledger
 from flows.settings import flexo_home
 from flows.tracking import registry, releases, runs
 from governance.acceptance import promotion_blockers
@@ -43,15 +43,14 @@ def release_answers(version: int | None,
 
 @task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
 def read_release(version: int | None) -> RegistryVersion[ReleaseTags]:
-    from components.errors import GovernanceError
-
     runs.configure()
     if version is not None:
         return registry.release_version(version)
     candidate = registry.release_alias("candidate")
     if candidate is None:
-        raise GovernanceError(f"no {registry.RELEASE_MODEL} version is a candidate; build one "
-                              f"with `flexo release`")
+        raise ledger.refuse("operator", registry.RELEASE_MODEL, "promote",
+                            f"no {registry.RELEASE_MODEL} version is a candidate; build one "
+                            f"with `flexo release`")
     return candidate
 
 
@@ -83,6 +82,7 @@ def move_production(version: int) -> Path:
     with atomic_file(local.with_name("production")) as link:
         link.symlink_to(target.name if target == local else target)
     events.emit(events.RELEASE_PROMOTED, f"flexo.release.{version}", {"version": version})
+    ledger.record("promotion", "operator", f"{registry.RELEASE_MODEL} v{version}")
     get_run_logger().info("%s version %d is production", registry.RELEASE_MODEL, version)
     return target
 
@@ -95,7 +95,10 @@ def promote_flow(release: int | None = None) -> PromotionResult:
     with runs.flow_run(EXPERIMENT, f"promote-v{record.version}",
                        {"flexo.kind": "promote", "flexo.release_version": str(record.version)}):
         blockers = check(record)
-        if not blockers:
+        if blockers:
+            ledger.record("refusal", "operator", f"{registry.RELEASE_MODEL} v{record.version}",
+                          action="promote", reason="; ".join(blockers))
+        else:
             move_production(record.version)
     production = registry.release_alias("production")
     return PromotionResult(version=record.version, promoted=not blockers, blockers=blockers,

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from components.atomic import removed_on_failure
 from components.expert_module import ModuleRef
 from components.merge import MergeRecord
-from flows import events
+from flows import events, ledger
 from flows.settings import flexo_home
 from flows.tracking import registry, releases, runs
 from governance.release import (
@@ -252,6 +252,11 @@ def register_release(directory: Path, record: ReleaseRecord, evaluation_run_id: 
     events.emit(events.RELEASE_PUBLISHED, f"flexo.release.{version}",
                 {"version": version, "gate": tags.gate,
                  "experts": {e.contributor: e.version for e in record.experts}})
+    checkpoint = ledger.record(
+        "release", "operator", f"{registry.RELEASE_MODEL} v{version}", gate=tags.gate,
+        experts=",".join(f"{e.contributor}:{e.version}" for e in record.experts),
+        excluded=",".join(record.excluded), checkpoint_sha256=record.checkpoint_sha256)
+    runs.log_dict(checkpoint.model_dump(), "ledger_checkpoint.json")  # a witness outside it
     get_run_logger().info("registered flexo-release version %d as candidate (gate %s)", version,
                           tags.gate)
     return version

@@ -12,8 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from components.atomic import atomic_write
-from components.errors import GovernanceError
-from flows import events
+from flows import events, ledger
 from flows.settings import flexo_home
 from flows.tracking import registry, runs
 from governance.reviews import (
@@ -56,7 +55,8 @@ def check(contributor: str, version: int, reviewer: str, decision: Decision,
                         decision=decision, note=note, at=timestamp())
         check_review(review, current.tags.approval_status)
     except ReviewRefused as e:
-        raise GovernanceError(str(e)) from None
+        raise ledger.refuse(reviewer, contributor, f"review {decision}", str(e),
+                            version=version) from None
     return review
 
 
@@ -64,6 +64,8 @@ def check(contributor: str, version: int, reviewer: str, decision: Decision,
 def record(review: Review) -> None:
     registry.tag_version(registry.expert_model(review.contributor), review.version,
                          review.tags())
+    ledger.record("review", review.reviewer.name, review.contributor, version=review.version,
+                  decision=review.decision, reviewer_kind=review.reviewer.kind)
     get_run_logger().info("%s version %d %s by %s (%s)", registry.expert_model(review.contributor),
                           review.version, review.decision, review.reviewer.name,
                           review.reviewer.kind)

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from components.errors import GovernanceError
+from flows import ledger
 from flows.release import ReleaseConfig, ReleaseResult, release_flow
 from flows.tracking import registry, runs
 from governance.contributors import validate_contributor_id
@@ -30,11 +30,12 @@ class WithdrawalResult(BaseModel):
 
 
 @task(cache_policy=NO_CACHE)
-def check_registered(contributor: str) -> None:
+def check_registered(contributor: str, actor: str) -> None:
     runs.configure()
     if not registry.expert_versions(contributor):
-        raise GovernanceError(f"no module of '{contributor}' is registered, so there is nothing "
-                              f"to withdraw; `flexo review list` shows the contributors")
+        raise ledger.refuse(actor, contributor, "withdraw",
+                            f"no module of '{contributor}' is registered, so there is nothing "
+                            f"to withdraw; `flexo review list` shows the contributors")
 
 
 @task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
@@ -74,7 +75,8 @@ def withdraw_flow(contributor: str, actor: str = "operator", reason: str = "",
     """Revoke `contributor`'s module versions, then release again without them (built and
     judged by `release`, default: the release flow's defaults)."""
     contributor = validate_contributor_id(contributor)
-    check_registered(contributor)
+    ledger.record("withdrawal-request", actor, contributor, reason=reason)
+    check_registered(contributor, actor)
     with runs.flow_run(EXPERIMENT, f"withdraw-{contributor}",
                        {"flexo.kind": "withdraw", "flexo.contributor": contributor,
                         "flexo.actor": actor}):

@@ -16,6 +16,7 @@ from flows.cli import (  # noqa: F401  (each module registers its commands, in h
     evaluate,
     expert,
     generate,
+    ledger,
     lineage,
     merge,
     release,

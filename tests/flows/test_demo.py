@@ -8,6 +8,7 @@ import random
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -15,6 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from components.user_data import load_directory
+from governance.ledger import KEY_FILE, Ledger
 
 CONTRIBUTORS = {"code-commons": "code", "legal-aid": "legal", "med-notes": "medical"}
 WITHDRAWN = "legal-aid"
@@ -175,12 +177,19 @@ def test_default_demo_releases_reach_production_only_by_everyones_acceptance(def
     reach production (measured with the 3-layer `small` anchor and 40-step experts: v1 code
     -6.3%, legal -2.2%, medical -9.3%, public +1.4%; v2 code -6.5%, medical -9.8%, public
     +0.6%)."""
-    _, stdout, client = default_demo
+    home, stdout, client = default_demo
     _assert_promotion_follows_the_answers(stdout, client)
     said = dict(re.findall(r"flexo-release v(\d): experts [^;]*; (production|candidate)", stdout))
     assert said == {"1": "production", "2": "production"}, said
     candidate = client.get_model_version_by_alias("flexo-release", "candidate")
     assert str(candidate.version) == "2" and WITHDRAWN not in candidate.tags["experts"]
+    # the story's governance events, each once, on a ledger that verifies
+    ledger = Ledger(home / "ledger", key_file=home / "keys" / KEY_FILE)
+    events = Counter(e.event for e in ledger.entries() if e.event != "refusal")
+    n = len(CONTRIBUTORS)
+    assert events == {"publish": n, "review": n, "release": 2, "acceptance": 2 * n - 1,
+                      "promotion": 2, "withdrawal-request": 1}, events
+    assert ledger.verify().entries == len(ledger.entries())
 
 
 UNSEEN = "drug-notes"  # a contributor whose text no built-in domain or public document covers

@@ -193,6 +193,35 @@ def test_release_is_registered_with_aliases_tags_plots_and_a_loadable_checkpoint
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def _ledger() -> list[dict]:
+    from flows.ledger import home_ledger
+
+    return [e.model_dump() for e in home_ledger().entries()]
+
+
+def test_every_governance_event_is_in_the_ledger_and_the_release_run_witnesses_it(world, cli):
+    """Publish, review and release are ledger entries, in order; the release's MLflow run keeps
+    the checkpoint signed right after its entry, so a ledger rewritten since no longer matches."""
+    entries = _ledger()
+    kinds = [(e["event"], e["actor"], e["subject"]) for e in entries]
+    assert kinds[:5] == [("publish", "code-co", "code-co"), ("publish", "med-co", "med-co"),
+                         ("review", "rita", "code-co"), ("review", "rita", "med-co"),
+                         ("release", "operator", "flexo-release v1")]
+    release = entries[4]
+    assert release["details"]["experts"] == "code-co:1,med-co:1"
+    assert release["details"]["gate"] == "passed"
+    assert entries[2]["details"] == {"version": 1, "decision": "approved",
+                                     "reviewer_kind": "demo"}
+    run_id = _client().get_model_version("flexo-release", "1").tags["release_run_id"]
+    witness = mlflow.artifacts.load_dict(f"runs:/{run_id}/ledger_checkpoint.json")
+    from flows.ledger import home_ledger
+
+    signed = home_ledger().records()[4][1]
+    assert witness == signed.model_dump() and witness["size"] == 5
+    verified = cli("ledger", "verify")
+    assert verified.exit_code == 0 and f"{len(entries)} entries" in verified.stdout
+
+
 ANSWER_FIELDS = ["contributor", "release", "anchor_perplexity", "release_perplexity", "change",
                  "own_routing_share", "public_routing_share", "accepted"]
 
@@ -288,6 +317,15 @@ def test_contributors_acceptance_gates_production(world, cli, stored_events, dep
     outsider = cli("accept", "--contributor", "nobody", "--release", 1, "--data",
                    world["data"]["code-co"])
     assert outsider.exit_code == 6 and "does not include nobody" in outsider.stderr
+
+    # On the ledger, in order and from every process (the worker's promotion too): answers,
+    # promotions refused with their blockers, the promotion, the outsider refused.
+    trail = [(e["event"], e["actor"], e["details"].get("verdict") or e["details"].get("action"))
+             for e in _ledger() if e["subject"] == "flexo-release v1" and e["event"] != "release"]
+    assert trail == [("refusal", "operator", "promote"), ("acceptance", "med-co", "rejected"),
+                     ("acceptance", "code-co", "accepted"), ("refusal", "operator", "promote"),
+                     ("acceptance", "med-co", "accepted"), ("promotion", "operator", None),
+                     ("refusal", "operator", "promote"), ("refusal", "nobody", "accept")]
 
 
 def test_lineage_shows_the_whole_chain_from_mlflow(world, cli):
@@ -410,6 +448,12 @@ def test_review_rules_hold_at_the_cli(world, pending_version, cli):
     tags = _client().get_model_version("flexo-expert-code-co", str(version)).tags
     assert (tags["approval_status"], tags["reviewed_by"], tags["review_note"]) == \
         ("rejected", "rita", "config drift")
+    # every refusal and the decision are on the ledger, in order, with who and why
+    last = [(e["event"], e["actor"], e["details"]) for e in _ledger()[-4:]]
+    assert [(kind, actor) for kind, actor, _ in last] == [
+        ("refusal", "mallory"), ("refusal", "code-co"), ("refusal", "rita"), ("review", "rita")]
+    assert "four eyes" in last[1][2]["reason"] and last[1][2]["version"] == version
+    assert last[3][2]["decision"] == "rejected"
 
 
 def test_withdrawal_revokes_every_version_and_releases_without_the_module(world, cli):
@@ -430,6 +474,12 @@ def test_withdrawal_revokes_every_version_and_releases_without_the_module(world,
     assert config["flexo_experts"] == ["public", "code-co"]
     record = json.loads((directory / "release.json").read_text())
     assert record["excluded"] == {"med-co": "withdrawn"}
+    entries = _ledger()
+    request = next(i for i, e in enumerate(entries) if e["event"] == "withdrawal-request")
+    assert (entries[request]["actor"], entries[request]["subject"],
+            entries[request]["details"]) == ("med-co", "med-co", {"reason": "test"})
+    assert entries[-1]["event"] == "release" and \
+        entries[-1]["subject"] == f"flexo-release v{candidate.version}"
 
 
 def test_withdrawal_request_only_emits_the_event_for_a_deployed_flow(world, cli, stored_events):
@@ -442,3 +492,7 @@ def test_withdrawal_request_only_emits_the_event_for_a_deployed_flow(world, cli,
     assert "withdrawn" not in {v.tags["approval_status"] for v in versions}  # only requested
     unknown = cli("withdraw", "--contributor", "nobody", "--as", "dpo")
     assert unknown.exit_code == 6 and "nothing to withdraw" in unknown.stderr
+    request, refusal = _ledger()[-2:]
+    assert (request["event"], refusal["event"], refusal["actor"]) == \
+        ("withdrawal-request", "refusal", "dpo")
+    assert "nothing to withdraw" in refusal["details"]["reason"]
