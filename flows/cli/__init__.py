@@ -10,6 +10,7 @@ from flows.cli import (  # noqa: F401  (each module registers its commands, in h
     anchor,
     audit,
     contribute,
+    credits,
     data,
     demo,
     deploy,

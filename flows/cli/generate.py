@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,12 @@ import typer
 
 from components.errors import CheckpointError
 from flows.cli.app import app, command, out
+from flows.cli.render import attribution_table
+
+
+class Attribution(StrEnum):
+    routing = "routing"
+    loo = "loo"
 
 
 @command(app)
@@ -21,8 +28,14 @@ def generate(
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 40,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     greedy: Annotated[bool, typer.Option(help="Greedy decoding instead of sampling.")] = False,
+    attribution: Annotated[Attribution | None, typer.Option(
+        help="Print each expert's part in the output: routing weight shares, or with `loo` also "
+             "the log-likelihood drop when each expert is masked (n+1 passes).")] = None,
+    consumer: Annotated[str, typer.Option("--as", help="Who generates, for the attribution "
+                                          "record.")] = "local",
 ) -> None:
-    """Generate with any allowed subset of experts; the mask changes nothing on disk."""
+    """Generate with any allowed subset of experts; the mask changes nothing on disk. Every
+    generation appends an attribution record (numbers only) under FLEXO_HOME."""
     from flows.settings import flexo_home
 
     directory = model or flexo_home() / "releases" / "production"
@@ -46,3 +59,23 @@ def generate(
     out.print(tokenizer.decode(output[0], skip_special_tokens=True), highlight=False)
     on = [n for n, flag in zip(names, active, strict=True) if flag]
     out.print(f"[dim]experts on: {', '.join(on)}[/dim]")
+    if output.shape[1] > ids.shape[1]:  # something was generated to attribute
+        shares = _record_attribution(net, output, ids.shape[1], directory, on, consumer,
+                                     loo=attribution == Attribution.loo)
+        if attribution is not None:
+            out.print(attribution_table(shares))
+
+
+def _record_attribution(net, output, prompt_tokens: int, directory: Path, on: list[str],
+                        consumer: str, loo: bool):
+    from components.attribution import attribute
+    from components.clock import timestamp
+    from flows.settings import flexo_home
+    from governance.attribution import STORE_FILE, AttributionRecord, AttributionStore
+
+    found = attribute(net, output, prompt_tokens, loo=loo)
+    AttributionStore(flexo_home() / STORE_FILE).append(AttributionRecord(
+        time=timestamp(), release=directory.resolve().name, consumer=consumer,
+        prompt_tokens=prompt_tokens, generated_tokens=found.generated_tokens, active=on,
+        routing=found.routing, loo=found.loo))
+    return found

@@ -43,3 +43,18 @@ def release_figures(figures: dict, title: str, extra: dict[str, dict] | None = N
 
 def log_hint(path) -> None:
     out.print(f"[dim]full log: {path}[/dim]", highlight=False, soft_wrap=True)
+
+
+def attribution_table(found) -> Table:
+    """One generation's attribution (`components.attribution.Attribution`): each expert's routing
+    share, and its leave-one-out drop when measured."""
+    table = Table(title=f"attribution over {found.generated_tokens} generated tokens")
+    table.add_column("expert")
+    table.add_column("routing share", justify="right")
+    if found.loo is not None:
+        table.add_column("log-likelihood drop when masked (nats)", justify="right")
+    for name, share in sorted(found.routing.items(), key=lambda kv: -kv[1]):
+        loo = [] if found.loo is None else [
+            "-" if found.loo[name] is None else f"{found.loo[name]:+.3f}"]
+        table.add_row(name, f"{share:.1%}", *loo)
+    return table

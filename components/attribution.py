@@ -1,0 +1,96 @@
+"""Who made a generation: each expert's part in the tokens a merged model generated.
+
+Two measures, both over the positions whose outputs chose the generated tokens (the last prompt
+position to the one before the last token):
+
+- **routing**: the routing weight each expert received there (the top-k weights the layers
+  applied, summed over positions and layers), as shares. One forward pass over the text.
+- **leave-one-out** (`loo`): how much the log-likelihood of the generated tokens drops when each
+  expert is masked (n+1 forward passes over the same text, no regeneration). An expert that was
+  already off gets exactly 0; the public expert is masked too, for this measure only.
+
+Only numbers come out: no token ids, no text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from pydantic import BaseModel
+from transformers import PreTrainedModel
+
+from components.router import routers
+from components.runtime import expert_names
+
+
+class Attribution(BaseModel):
+    generated_tokens: int
+    routing: dict[str, float]  # expert -> share of routing weight; sums to 1
+    # expert -> drop in log-likelihood (nats) when masked; None for an expert that is the only
+    # one on (masking it leaves nothing to route to)
+    loo: dict[str, float | None] | None = None
+
+
+@contextlib.contextmanager
+def _masked(model: PreTrainedModel, expert: int) -> Iterator[None]:
+    """Expert `expert` off for the passes inside; the public one included (the runtime never
+    turns it off for generation, only this measure does)."""
+    saved = [r.active.clone() for r in routers(model)]
+    try:
+        for r in routers(model):
+            r.active[expert] = False
+        yield
+    finally:
+        for r, active in zip(routers(model), saved, strict=True):
+            r.active.copy_(active)
+
+
+def _log_likelihood(model: PreTrainedModel, ids: torch.Tensor, start: int) -> float:
+    logits = model(input_ids=ids).logits.float()[0, start - 1:-1]  # predicts ids[start:]
+    return logits.log_softmax(dim=-1).gather(1, ids[0, start:, None]).sum().item()
+
+
+@torch.no_grad()
+def attribute(model: PreTrainedModel, ids: torch.Tensor, prompt_tokens: int,
+              loo: bool = False) -> Attribution:
+    """Attribution of the tokens after `prompt_tokens` in `ids` (1, T) to the experts of `model`
+    (a FlexOlmo merge; a dense model is all public)."""
+    names = expert_names(model.config)
+    generated = ids.shape[1] - prompt_tokens
+    if generated < 1:
+        raise ValueError("nothing was generated to attribute")
+    if model.config.model_type != "flex_olmo":
+        return Attribution(generated_tokens=generated, routing={names[0]: 1.0},
+                           loo={names[0]: 0.0} if loo else None)
+    totals = torch.zeros(len(names), dtype=torch.float64)
+
+    def record(_module, _inputs, output) -> None:
+        _, weights, index = output  # (N, k) applied weights and their experts
+        rows = slice(prompt_tokens - 1, ids.shape[1] - 1)  # batch of one: N == T
+        totals.index_add_(0, index[rows].reshape(-1).cpu(),
+                          weights[rows].reshape(-1).double().cpu())
+
+    model.eval()
+    hooks = [r.register_forward_hook(record) for r in routers(model)]
+    try:
+        full = _log_likelihood(model, ids, prompt_tokens)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    routing = dict(zip(names, (totals / totals.sum()).tolist(), strict=True))
+    drops = None
+    if loo:
+        active = routers(model)[0].active.tolist()
+        drops: dict[str, float | None] = {}
+        for j, name in enumerate(names):
+            if not active[j]:
+                drops[name] = 0.0  # masking what is off changes nothing
+                continue
+            if sum(active) == 1:
+                drops[name] = None
+                continue
+            with _masked(model, j):
+                drops[name] = full - _log_likelihood(model, ids, prompt_tokens)
+    return Attribution(generated_tokens=generated, routing=routing, loo=drops)
