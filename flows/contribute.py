@@ -275,7 +275,7 @@ def publish(contributor: str, module: Path, manifest: ExpertManifest) -> int:
         ExpertTags(contributor=contributor, anchor_fingerprint=manifest.anchor_fingerprint,
                    weights_sha256=manifest.weights_sha256,
                    data_fingerprint=manifest.data_fingerprint.digest,
-                   code_version=manifest.code_version),
+                   code_version=manifest.code_version, licence=manifest.licence),
         description=f"Expert module of {contributor}; awaiting review.")
     events.emit(events.EXPERT_PUBLISHED, f"flexo.expert.{contributor}",
                 {"registered_model": name, "version": version,

@@ -18,6 +18,7 @@ class ReleasedExpert(BaseModel):
     version: int
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     data_fingerprint: str
+    licence: str = ""  # the module's, as published
     reviewed_by: str
     reviewer_kind: str
     contribute_run_id: str
@@ -104,10 +105,10 @@ def figures_table(figures: dict[str, DomainFigures], routing: bool = False) -> s
 
 def model_card(record: ReleaseRecord) -> str:
     """The release's README.md: what it is, who contributed, how it measured."""
-    contributors = [[e.contributor, f"{e.registered_model} v{e.version}",
-                     f"`{e.weights_sha256[:16]}`", f"{e.reviewed_by} ({e.reviewer_kind})"]
-                    for e in record.experts]
-    contributors += [[f"~~{who}~~", f"not included: {why}", "", ""]
+    contributors = [[e.contributor, f"{e.registered_model} v{e.version}", e.licence or "?",
+                     f"`{e.data_fingerprint[:16]}`", f"`{e.weights_sha256[:16]}`",
+                     f"{e.reviewed_by} ({e.reviewer_kind})"] for e in record.experts]
+    contributors += [[f"~~{who}~~", f"not included: {why}", "", "", "", ""]
                      for who, why in record.excluded.items()]
     verdict = "passed" if record.gate.passed else "FAILED: " + "; ".join(record.gate.failures())
     return "\n".join([
@@ -121,8 +122,8 @@ def model_card(record: ReleaseRecord) -> str:
          f"(fingerprint `{record.anchor_fingerprint[:16]}`)"),
         f"- experts active per token: {record.top_k}; merge plan `{record.plan_digest[:16]}`",
         "", "## Contributors", "",
-        markdown_table(["contributor", "module version", "weights sha256", "reviewed by"],
-                       contributors),
+        markdown_table(["contributor", "module version", "licence", "data fingerprint",
+                        "weights sha256", "reviewed by"], contributors),
         "", "## Held-out perplexity", "",
         figures_table(record.figures),
         "", f"Release gate: {verdict}.", ""])

@@ -37,6 +37,7 @@ def select_experts(anchor_version: int, anchor_fingerprint: str,
         experts.append(ReleasedExpert(
             contributor=contributor, registered_model=v.name, version=v.version,
             weights_sha256=v.tags.weights_sha256, data_fingerprint=v.tags.data_fingerprint,
+            licence=v.tags.licence,
             reviewed_by=v.tags.reviewed_by or "?",
             reviewer_kind=v.tags.reviewer_kind or "?", contribute_run_id=v.run_id or ""))
     return Selection(anchor_version=anchor_version, anchor_fingerprint=anchor_fingerprint,

@@ -71,6 +71,7 @@ class ExpertTags(TagRecord):
     weights_sha256: str = Field(pattern=SHA256)
     data_fingerprint: str = Field(pattern=SHA256)
     code_version: str
+    licence: str = ""  # the module's licence, as its manifest declares it
     approval_status: ApprovalStatus = "pending"
 
 
@@ -101,6 +102,7 @@ class ExpertVersionTags(TagRecord):
     weights_sha256: str = ""
     data_fingerprint: str = ""
     code_version: str = ""
+    licence: str = ""
     approval_status: ApprovalStatus = "pending"
     reviewed_by: str | None = None
     reviewer_kind: str | None = None

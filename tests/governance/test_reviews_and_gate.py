@@ -17,7 +17,8 @@ NOW = "2026-11-29T12:00:00+00:00"
 def _expert(contributor: str) -> ReleasedExpert:
     return ReleasedExpert(contributor=contributor, registered_model=f"flexo-expert-{contributor}",
                           version=2, weights_sha256="a" * 64, data_fingerprint="b" * 64,
-                          reviewed_by="rita", reviewer_kind="demo", contribute_run_id="r1")
+                          licence="CC-BY-4.0", reviewed_by="rita", reviewer_kind="demo",
+                          contribute_run_id="r1")
 
 
 def _figures(**changes: float) -> dict[str, DomainFigures]:
@@ -74,4 +75,7 @@ def test_model_card_credits_every_contributor_and_states_the_gate():
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in card.splitlines()
             if line.startswith("|")]
     assert ["medical", "100.00", "70.00", "-30.0%"] in rows
-    assert ["~~gone~~", "not included: withdrawn", "", ""] in rows
+    assert ["~~gone~~", "not included: withdrawn", "", "", "", ""] in rows
+    # each contributor credited with its module version, licence and data fingerprint
+    assert ["hosp", "flexo-expert-hosp v2", "CC-BY-4.0", f"`{'b' * 16}`", f"`{'a' * 16}`",
+            "rita (demo)"] in rows
