@@ -4,7 +4,7 @@
 #   ./dev.sh test             the default test suite (< 15 min on 2 cores)
 #   ./dev.sh test-slow        the slow tests (marked @pytest.mark.slow)
 #   ./dev.sh bench            benchmarks/ -> benchmarks/results/*.json
-#   ./dev.sh claims [ARGS]    the paper's claims (resumable, ~2 hours; --levers ~3) -> docs/results/paper_claims.*
+#   ./dev.sh claims [ARGS]    the paper's claims (resumable, ~100 minutes; --levers ~2.5 hours) -> docs/results/paper_claims.*
 #   ./dev.sh flexo ARGS...    any flexo command inside the venv
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -32,6 +32,9 @@ class RouterTuningConfig(BaseModel):
     # share to the public expert (the anchor's FFN, what a release without the module gives).
     # A floor, not a pull to all of it: zero loss once met. None: no such term.
     opt_out_public_share: float | None = Field(None, gt=0, lt=1)
+    # The same floor on the public expert's own windows, a contributor expert masked in turn:
+    # public text must not move to the other modules when one is withdrawn.
+    opt_out_public_rows: bool = False
 
 
 class SupervisedRouting:
@@ -46,10 +49,13 @@ class SupervisedRouting:
 
     def __init__(self, model: torch.nn.Module, streams: list[torch.Tensor], seq_len: int,
                  batch_size: int, weight: float, public: bool = True,
-                 opt_out_share: float | None = None):
+                 opt_out_share: float | None = None, opt_out_public_rows: bool = False):
         self.streams, self.seq_len, self.batch_size = streams, seq_len, batch_size
         self.weight, self.public, self.opt_out_share = weight, public, opt_out_share
+        self.opt_out_public_rows = opt_out_public_rows
         self.labels = torch.zeros(batch_size, dtype=torch.long)
+        self.masked = self.labels  # per row: the expert the opt-out floor masks (0: none)
+        self.batches = 0
         self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []  # (logits, trained-for target)
         for router in routers(model):
             weight0 = router.weight.detach().clone()  # (E, H): the rows as merged
@@ -75,6 +81,12 @@ class SupervisedRouting:
     def sample(self, generator: torch.Generator) -> torch.Tensor:
         """(B, T) windows; row b from expert b mod E's stream, so every batch is balanced."""
         self.labels = torch.arange(self.batch_size) % len(self.streams)
+        self.masked = self.labels.clone()
+        if self.opt_out_public_rows:  # public rows mask each contributor expert in turn
+            public = self.labels == 0
+            turn = self.batches + torch.arange(self.batch_size)[public]
+            self.masked[public] = 1 + turn % (len(self.streams) - 1)
+        self.batches += 1
         rows = []
         for label in self.labels.tolist():
             stream = self.streams[label]
@@ -82,17 +94,19 @@ class SupervisedRouting:
             rows.append(stream[start:start + self.seq_len])
         return torch.stack(rows)
 
-    def _opt_out(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Hinge on each contributor token's public share with its own expert masked: the
-        routing the same text gets from a release without that module."""
-        rows = torch.nonzero(labels > 0).squeeze(1)
+    def _opt_out(self, logits: torch.Tensor, masked_expert: torch.Tensor) -> torch.Tensor:
+        """Hinge on each token's public share with its row's masked expert off (a contributor's
+        own; on public rows, one in turn when `opt_out_public_rows`): the routing the same text
+        gets from a release without that module."""
+        rows = torch.nonzero(masked_expert > 0).squeeze(1)
         masked = logits[rows].index_put((torch.arange(len(rows), device=logits.device),
-                                         labels[rows]), torch.tensor(float("-inf")))
+                                         masked_expert[rows]), torch.tensor(float("-inf")))
         public = masked.log_softmax(dim=-1)[:, 0]
         return F.relu(math.log(self.opt_out_share) - public).mean()
 
     def loss(self) -> torch.Tensor:
         labels = self.labels.repeat_interleave(self.seq_len)  # (N,)
+        masked = self.masked.repeat_interleave(self.seq_len)
         supervised = torch.ones_like(labels, dtype=torch.bool) if self.public else labels > 0
         layers = []
         for logits, target in self.pairs:
@@ -100,7 +114,7 @@ class SupervisedRouting:
             log_probs = logits.float()[mask].log_softmax(dim=-1)
             term = -(target[mask] * log_probs).sum(dim=-1).mean()
             if self.opt_out_share is not None:
-                term = term + self._opt_out(logits.float(), labels.to(logits.device))
+                term = term + self._opt_out(logits.float(), masked.to(logits.device))
             layers.append(term)
         self.pairs.clear()
         return self.weight * torch.stack(layers).mean()
@@ -132,7 +146,7 @@ def tune_routers(state: dict[str, torch.Tensor], bias: torch.Tensor, config: Pre
     if isinstance(proxy, list) and len(proxy) > 2:  # a choice among private experts to teach
         supervised = SupervisedRouting(model, proxy, cfg.seq_len, cfg.batch_size,
                                        cfg.router_loss_weight, cfg.public_target,
-                                       cfg.opt_out_public_share)
+                                       cfg.opt_out_public_share, cfg.opt_out_public_rows)
     sampler = supervised.sample if supervised else window_sampler(
         torch.cat(proxy) if isinstance(proxy, list) else proxy, cfg.seq_len, cfg.batch_size)
     result = train_causal_lm(model, sampler,

@@ -55,6 +55,10 @@ class ReleaseConfig(BaseModel):
     # literature +5.5% against the anchor without it (legal's expert took 12.9%), +1.7% with it.
     # None: no such term.
     router_opt_out_share: float | None = Field(0.95, gt=0, lt=1)
+    # The floor on the public expert's windows too, each contributor expert masked in turn. Not
+    # on: at base it left public +2.5% from the merge once code's expert was removed (+2.4%
+    # without it); the code expert's help on the public mix's Python is what C5 sees.
+    router_opt_out_public_rows: bool = False
     eval_max_tokens: int = Field(16_384, gt=0)  # held-out tokens per domain
     max_public_increase: float = Field(0.02, ge=0)  # gate: public perplexity may rise this much
     device: str | None = None
@@ -65,7 +69,8 @@ class ReleaseConfig(BaseModel):
 
         return RouterTuningConfig(steps=self.router_tuning_steps, lr=self.router_tuning_lr,
                                   batch_size=self.router_tuning_batch,
-                                  opt_out_public_share=self.router_opt_out_share)
+                                  opt_out_public_share=self.router_opt_out_share,
+                                  opt_out_public_rows=self.router_opt_out_public_rows)
 
 
 class ReleaseResult(BaseModel):
@@ -159,6 +164,7 @@ def merge_release(anchor: Path, modules: list[ModuleRef], out: Path,
                          "router_tuning_batch": cfg.router_tuning_batch,
                          "router_tuning_lr": cfg.router_tuning_lr,
                          "router_opt_out_share": cfg.router_opt_out_share,
+                         "router_opt_out_public_rows": cfg.router_opt_out_public_rows,
                          "experts": ",".join(m.name for m in modules)})
         tune = proxy_router_tuner(anchor, proxies, cfg.router_tuning()) if proxies else None
         record = merge(anchor, modules, out, top_k=top_k, tune=tune)

@@ -53,15 +53,23 @@ def test_the_opt_out_term_keeps_a_domain_on_the_public_expert_once_its_module_is
         tiny_anchor, modules, tmp_path):
     """With `opt_out_public_share`, each contributor's proxy windows, its own expert masked, are
     held to that share on the public expert: what a release without the module must give its
-    text. Measured on each domain's own held-out text (never tuned on), its expert masked."""
+    text. Measured on each domain's own held-out text (never tuned on), its expert masked. With
+    `opt_out_public_rows` the public windows are held too, a contributor expert masked in turn:
+    public held-out text keeps more on the public expert whichever module is masked."""
     tokenizer, refs, proxies = _merge_inputs(tiny_anchor, modules)
-    shares = {}
-    for floor in (None, 0.95):
-        out = tmp_path / f"floor-{floor}"
-        cfg = RouterTuningConfig(steps=15, lr=1e-2, opt_out_public_share=floor)
+    public_test = proxy_corpus(PUBLIC).split("test").texts()
+    own, public = {}, {}
+    for name, floor, public_rows in (("none", None, False), ("own", 0.95, False),
+                                     ("all", 0.95, True)):
+        out = tmp_path / name
+        cfg = RouterTuningConfig(steps=15, lr=1e-2, opt_out_public_share=floor,
+                                 opt_out_public_rows=public_rows)
         merge(tiny_anchor, refs, out, top_k=len(refs) + 1,
               tune=supervised_proxy_tuner(proxies, tokenizer, cfg, progress=False))
-        shares[floor] = {d: _public_share(out, load_domain(d).split("test").texts(), tokenizer,
-                                          exclude=[d]) for d in EXPERT_DOMAINS}
+        own[name] = {d: _public_share(out, load_domain(d).split("test").texts(), tokenizer,
+                                      exclude=[d]) for d in EXPERT_DOMAINS}
+        public[name] = {d: _public_share(out, public_test, tokenizer, exclude=[d])
+                        for d in EXPERT_DOMAINS}
     for d in EXPERT_DOMAINS:
-        assert shares[0.95][d] > shares[None][d] + 0.02, shares
+        assert own["own"][d] > own["none"][d] + 0.02, own
+        assert public["all"][d] > public["own"][d], public
