@@ -23,11 +23,12 @@ def home_ledger() -> Ledger:
 
 def record(event: Event, actor: str, subject: str, **details: Detail) -> Checkpoint:
     """Append one event; a ledger that fails verification is never appended to."""
+    ledger = home_ledger()
     try:
-        return home_ledger().append(event, actor, subject, details)[1]
+        return ledger.append(event, actor, subject, details)[1]
     except LedgerBroken as e:
         raise IntegrityError(f"the ledger fails verification, so nothing was recorded: {e}; "
-                             f"restore {home_ledger().path} from a backup") from None
+                             f"restore {ledger.path} from a backup") from None
 
 
 def refuse(actor: str, subject: str, action: str, message: str, **details: Detail,

@@ -186,9 +186,11 @@ class Ledger:
         entry is ever chained onto a ledger that was tampered with."""
         key = operator_key(self.key_file)
         with self._locked():
-            self.verify(key.public_key())
-            lines = self._lines()
-            entries = [LedgerEntry.model_validate(json.loads(line)["entry"]) for line in lines]
+            records = self.records()  # read once: verified, then extended
+            self.verify(key.public_key(), records)
+            lines = [canonical({"entry": e.model_dump(), "checkpoint": c.model_dump()}).decode()
+                     for e, c in records]
+            entries = [e for e, _ in records]
             body = {"seq": len(entries), "time": _now(), "event": event, "actor": actor,
                     "subject": subject, "details": dict(details or {}),
                     "prev": entries[-1].hash if entries else GENESIS}
@@ -218,11 +220,12 @@ class Ledger:
         finally:
             os.close(fd)
 
-    def verify(self, public_key: Ed25519PublicKey | None = None) -> Verification:
+    def verify(self, public_key: Ed25519PublicKey | None = None,
+               records: list[tuple[LedgerEntry, Checkpoint]] | None = None) -> Verification:
         """Check the chain, every checkpoint's root and signature; raise naming the first bad
         entry. Without `public_key`, the operator key's (which must exist once anything is
-        written)."""
-        records = self.records()
+        written); without `records`, the file's."""
+        records = self.records() if records is None else records
         if public_key is None:
             if not self.key_file.exists():
                 if records:
