@@ -121,6 +121,28 @@ def _demo(report: dict) -> str:
     return _with_notes(*lines)
 
 
+def _withdrawal(report: dict) -> str:
+    table = markdown_table(
+        ["withdrawal of one contributor", "seconds", "ratio", "target"],
+        [["deny-list written -> a loaded runtime's next call masks it",
+          f"{report['deny_list_to_masked_seconds']:.3f}", "", "< 1 s"],
+         ["request (`withdraw_flow` called) -> the loaded runtime masks it",
+          f"{report['request_to_masked_seconds']:.2f}", "", "< 1 s"],
+         ["baseline: the re-release's merge + evaluation",
+          f"{report['release_merge_seconds'] + report['release_evaluate_seconds']:,.1f}",
+          "1.00x", ""],
+         ["request -> verified production (withdraw, re-release, acceptance, promotion)",
+          f"{report['request_to_verified_production_seconds']:,.1f}",
+          f"{report['ratio_to_merge_and_evaluation']:.2f}x", "<= 1.5x"]],
+        align=["left", "right", "right", "left"])
+    return _with_notes(table, (
+        f"`{report['plan']}` demo plan, {report['threads']} CPU threads, torch "
+        f"{report['torch']}; the loaded runtime's forward pass took "
+        f"{report['runtime_pass_seconds'] * 1000:.0f} ms (the resolution of the first two rows); "
+        f"the withdrawing expert had {report['share_before']:.1%} of the router mass on its own "
+        f"text before, exactly 0 after."))
+
+
 def rate_with_interval(audit: dict) -> str:
     """An extraction rate with its 95% Wilson interval, as every audit table prints it."""
     return f"{audit['rate']:.1%} ({audit['ci_low']:.1%}-{audit['ci_high']:.1%})"
@@ -177,7 +199,8 @@ RENDERERS: dict[str, Callable[[dict], str]] = {"train_throughput": _train_throug
                                                "extraction_audit": _extraction_audit,
                                                "paper_claims": _paper_claims,
                                                "orchestration_overhead": _orchestration_overhead,
-                                               "demo": _demo, "proxy_precision": _proxy_precision}
+                                               "demo": _demo, "proxy_precision": _proxy_precision,
+                                               "withdrawal": _withdrawal}
 SOURCES = {"paper_claims": ROOT / "docs" / "results" / "paper_claims.json",
            "demo": RESULTS / "orchestration_overhead.json"}
 

@@ -79,3 +79,18 @@ def removed_on_failure(directory: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+
+
+@contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `lock_path` (created if missing): read-modify-write
+    of a shared file by two processes at once, one after the other."""
+    import fcntl
+
+    Path(lock_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

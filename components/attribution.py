@@ -82,7 +82,7 @@ def attribute(model: PreTrainedModel, ids: torch.Tensor, prompt_tokens: int,
     routing = dict(zip(names, (totals / totals.sum()).tolist(), strict=True))
     drops = None
     if loo:
-        active = routers(model)[0].active.tolist()
+        active = routers(model)[0].usable().tolist()
         drops: dict[str, float | None] = {}
         for j, name in enumerate(names):
             if not active[j]:

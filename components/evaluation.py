@@ -104,14 +104,15 @@ class RoutingRecorder:
 
 def evaluate_model(model_dir: Path, corpora: list[Corpus], max_tokens: int = EVAL_MAX_TOKENS,
                    seq_len: int = EVAL_SEQ_LEN, device: str | None = None,
-                   exclude: list[str] | None = None) -> list[Perplexity]:
+                   exclude: list[str] | None = None,
+                   deny_list: Path | None = None) -> list[Perplexity]:
     """Perplexity (and routing shares) on `max_tokens` tokens of each corpus, windows spread
-    evenly over it (`held_out_stream`).
+    evenly over it (`held_out_stream`); experts on `deny_list` are masked.
 
     Callers pass held-out text: a built-in domain's test split, or a user's evaluation directory.
     """
     dev = pick_device(device)
-    model = load_flexo_model(model_dir, device=dev)
+    model = load_flexo_model(model_dir, device=dev, deny_list=deny_list)
     apply_selection(model, exclude=exclude)
     tokenizer = load_tokenizer(model_dir)
     results = []
@@ -183,11 +184,13 @@ class AcceptanceFigures(BaseModel):
 
 def evaluate_for_acceptance(release_dir: Path, anchor_dir: Path, corpus: Corpus, public: Corpus,
                             expert: str, device: str | None = None,
-                            max_tokens: int = EVAL_MAX_TOKENS) -> AcceptanceFigures:
+                            max_tokens: int = EVAL_MAX_TOKENS,
+                            deny_list: Path | None = None) -> AcceptanceFigures:
     """Release and anchor on `corpus`'s held-out documents (those its expert never trained on),
     and where the release routes them and public text."""
     own = held_out(corpus)
-    release = evaluate_model(release_dir, [own, public.split("test")], max_tokens, device=device)
+    release = evaluate_model(release_dir, [own, public.split("test")], max_tokens, device=device,
+                             deny_list=deny_list)
     anchor = evaluate_model(anchor_dir, [own], max_tokens, device=device)
     if expert not in release[0].routing:
         raise DataError(f"the release has no expert '{expert}' (experts: "

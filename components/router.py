@@ -21,6 +21,10 @@ class FlexoRouter(nn.Module):
         self.bias = nn.Parameter(bias.clone() if bias is not None
                                  else torch.zeros(num_experts, dtype=weight.dtype))
         self.register_buffer("active", torch.ones(num_experts, dtype=torch.bool), persistent=False)
+        # withdrawn experts (the deny-list), kept apart from `active` so that no caller's
+        # selection or measurement can switch them back on
+        self.register_buffer("denied", torch.zeros(num_experts, dtype=torch.bool),
+                             persistent=False)
         self.top_k, self.num_experts, self.hidden_dim = top_k, num_experts, hidden
 
     def effective_bias(self) -> torch.Tensor:
@@ -28,12 +32,17 @@ class FlexoRouter(nn.Module):
         b = self.bias.clamp(max=0.0)
         return torch.cat([torch.zeros_like(b[:1]), b[1:]])  # (E,)
 
+    def usable(self) -> torch.Tensor:
+        """Experts on and not denied: what the next forward pass routes to."""
+        return self.active & ~self.denied
+
     def forward(self, hidden_states: torch.Tensor):
         x = hidden_states.reshape(-1, self.hidden_dim)  # (N, H)
         logits = F.linear(x, self.weight) + self.effective_bias().to(x.dtype)  # (N, E)
-        logits = logits.masked_fill(~self.active, float("-inf"))
+        usable = self.usable()
+        logits = logits.masked_fill(~usable, float("-inf"))
         probs = F.softmax(logits, dim=-1, dtype=torch.float32)
-        k = min(self.top_k, int(self.active.sum()))
+        k = min(self.top_k, int(usable.sum()))
         top_values, top_index = torch.topk(probs, k, dim=-1)  # (N, k); not renormalised
         return logits, top_values.to(logits.dtype), top_index
 
@@ -59,6 +68,14 @@ def set_active(model: nn.Module, active: list[bool]) -> None:
         raise ValueError("the public expert (0) is the anchor and is always on")
     for router in routers(model):
         router.active.copy_(torch.tensor(active, dtype=torch.bool))
+
+
+def set_denied(model: nn.Module, denied: list[bool]) -> None:
+    """Mask withdrawn experts for every following pass, whatever `active` says."""
+    if denied[0]:
+        raise ValueError("the public expert (0) is the anchor and cannot be denied")
+    for router in routers(model):
+        router.denied.copy_(torch.tensor(denied, dtype=torch.bool))
 
 
 def use_fast_experts(model: nn.Module, device: torch.device | str) -> None:

@@ -1,5 +1,9 @@
 """flexo's own loading path for merged models: biases applied, experts switched per call.
 
+A runtime loaded with a deny-list re-reads it before every forward pass (a `stat`; the file only
+when it changed) and masks the experts on it: a withdrawal reaches an already-loaded model on its
+next call.
+
 A plain `transformers` load of a flexo release ignores `flexo_router.safetensors`, so it routes
 without the negative biases (the bias only ever lowers a private expert's logit, so a plain load
 sends at least as much weight to private experts as flexo does). With every bias zero the two
@@ -15,15 +19,17 @@ from safetensors.torch import load_file
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from components.checkpoints import load_causal_lm
+from components.deny_list import DenyListWatch
 from components.errors import ConfigError
 from components.merge import BIAS_FILE, PUBLIC
 from components.moe_layout import layer_key
-from components.router import install_routers, set_active, use_fast_experts
+from components.router import install_routers, set_active, set_denied, use_fast_experts
 
 
-def load_flexo_model(directory: Path, device: str = "cpu",
-                     dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    """A model ready for flexo's runtime: a FlexOlmo merge with its biases, or a dense anchor."""
+def load_flexo_model(directory: Path, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                     deny_list: Path | None = None) -> PreTrainedModel:
+    """A model ready for flexo's runtime: a FlexOlmo merge with its biases (and the experts on
+    `deny_list` masked from every pass on), or a dense anchor."""
     model = load_causal_lm(directory, device=device, dtype=dtype)
     if model.config.model_type != "flex_olmo":
         return model
@@ -35,7 +41,23 @@ def load_flexo_model(directory: Path, device: str = "cpu",
         bias = torch.stack([saved[layer_key(i, "mlp.gate.bias")] for i in range(layers)])
     install_routers(model, bias=None if bias is None else bias.to(device=device, dtype=dtype))
     use_fast_experts(model, device)
+    if deny_list is not None:
+        watch_deny_list(model, deny_list)
     return model
+
+
+def watch_deny_list(model: PreTrainedModel, path: Path) -> None:
+    """Before each forward pass of `model`, mask the experts that `path` denies."""
+    watch, names = DenyListWatch(path), expert_names(model.config)
+    applied: list[frozenset[str]] = []
+
+    def before_forward(_module, _args) -> None:
+        denied = watch.names()
+        if applied != [denied]:
+            set_denied(model, [i > 0 and n in denied for i, n in enumerate(names)])
+            applied[:] = [denied]
+
+    model.register_forward_pre_hook(before_forward)
 
 
 def expert_names(config: PreTrainedConfig) -> list[str]:

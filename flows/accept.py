@@ -22,7 +22,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from components.evaluation import AcceptanceFigures
-from flows import events, ledger
+from flows import events, ledger, withdrawals
+from flows.retries import retried
 from flows.tracking import registry, releases, runs
 from governance.acceptance import AcceptanceReport, accepts
 from governance.contributors import validate_contributor_id
@@ -40,7 +41,7 @@ class AcceptConfig(BaseModel):
     device: str | None = None
 
 
-@task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(**retried(3))
 def fetch_release(contributor: str,
                   version: int) -> tuple[Path, Path, RegistryVersion[ReleaseTags]]:
     """Local copies of release `version` and its anchor, each checked against the fingerprint
@@ -81,7 +82,8 @@ def evaluate_release(checkpoint: Path, anchor: Path, data: Path, contributor: st
     corpus, _ = screen_pii.fn(data, cfg.pii)  # in this task: the text never leaves it
     figures = evaluate_for_acceptance(checkpoint, anchor, corpus, load_domain(PUBLIC),
                                       contributor, device=cfg.device,
-                                      max_tokens=cfg.eval_max_tokens)
+                                      max_tokens=cfg.eval_max_tokens,
+                                      deny_list=withdrawals.deny_list_path())
     get_run_logger().info(
         "own held-out text (%d documents): anchor %.2f, release %.2f (%+.1f%%); its expert gets "
         "%.0f%% of router mass there, %.0f%% on public text", figures.held_out_documents,
@@ -90,7 +92,7 @@ def evaluate_release(checkpoint: Path, anchor: Path, data: Path, contributor: st
     return figures
 
 
-@task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
+@task(**retried(2))
 def answer(contributor: str, version: int, figures: AcceptanceFigures,
            cfg: AcceptConfig) -> AcceptanceReport:
     """The verdict, on record: tags on the release version (verdict last), metrics of this run,

@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from components.anchor import AnchorCard
+from flows.retries import retried
 from flows.settings import flexo_home
 from flows.tracking import registry, runs
 from governance.tags import AnchorTags
@@ -89,7 +90,7 @@ def name_public_pool(anchor: Path) -> dict:
     return pool
 
 
-@task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
+@task(**retried(2))
 def register_anchor(directory: Path, card: AnchorCard) -> int:
     """Log the checkpoint to the flow's run and register it as a new `flexo-anchor` version."""
     from flows.versioning import code_version

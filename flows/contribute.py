@@ -30,6 +30,7 @@ from components.pii import PiiReport
 from components.proxy_selection import ProxyConfig
 from components.validation import ValidationConfig, ValidationReport
 from flows import events, ledger
+from flows.retries import retried
 from flows.settings import flexo_home
 from flows.tracking import registry, runs
 from governance.contributors import validate_contributor_id
@@ -49,6 +50,9 @@ class ContributeConfig(BaseModel):
     proxies: ProxyConfig | None = ProxyConfig()  # None skips proxy selection
     device: str | None = None
     eval_max_tokens: int = Field(65_536, gt=0)  # held-out tokens per corpus, local evaluation
+    # The module's licence (SPDX id) as the contributor grants it; reviewers refuse one the
+    # policy's licence table does not know (governance/policy.py LICENCES).
+    licence: str = Field("proprietary", min_length=1)
 
 
 class ContributionResult(BaseModel):
@@ -63,6 +67,16 @@ class ContributionResult(BaseModel):
     local: LocalEvaluation
     audit: AuditResult | None
     proxies: ProxySelection | None
+
+
+@task(cache_policy=NO_CACHE)
+def check_contributor(contributor: str) -> None:
+    """When the policy lists contributors, only they publish modules."""
+    from flows.policy import enforce
+    from governance.access import require_contributor
+
+    enforce(contributor, contributor, "contribute",
+            lambda policy: require_contributor(policy, contributor))
 
 
 @task(cache_policy=NO_CACHE)
@@ -247,10 +261,12 @@ def audit_privacy(model: Path, corpus: Corpus, cfg: AuditConfig) -> AuditResult:
 @task(cache_policy=NO_CACHE)
 def finish_manifest(module: Path, manifest: ExpertManifest, report: ValidationReport,
                     pii: PiiReport, proxies: ProxySelection | None, local: LocalEvaluation,
-                    audit: AuditResult | None) -> ExpertManifest:
+                    audit: AuditResult | None, licence: str) -> ExpertManifest:
     """The manifest that is published: training's, plus the proxy selection, the local
-    evaluation, the audit and the data checks (ids of public documents, statistics, counts)."""
+    evaluation, the audit, the data checks (ids of public documents, statistics, counts) and
+    the module's licence."""
     manifest = manifest.model_copy(update={
+        "licence": licence,
         "metrics": {**manifest.metrics, **{f"local.{k}": v for k, v in local.metrics().items()}},
         "privacy_audit": audit.model_dump() if audit else None, "proxies": proxies,
         "data_checks": {"validation": report.statistics, "pii": pii.model_dump()}})
@@ -258,7 +274,7 @@ def finish_manifest(module: Path, manifest: ExpertManifest, report: ValidationRe
     return manifest
 
 
-@task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
+@task(**retried(2))
 def publish(contributor: str, module: Path, manifest: ExpertManifest) -> int:
     """Log the module to the flow's run and register it as a `pending` version, unless these
     exact weights are already registered and not revoked (a rerun publishes nothing new)."""
@@ -275,7 +291,7 @@ def publish(contributor: str, module: Path, manifest: ExpertManifest) -> int:
         ExpertTags(contributor=contributor, anchor_fingerprint=manifest.anchor_fingerprint,
                    weights_sha256=manifest.weights_sha256,
                    data_fingerprint=manifest.data_fingerprint.digest,
-                   code_version=manifest.code_version, licence=manifest.licence),
+                   code_version=manifest.code_version, **manifest.figures().model_dump()),
         description=f"Expert module of {contributor}; awaiting review.")
     events.emit(events.EXPERT_PUBLISHED, f"flexo.expert.{contributor}",
                 {"registered_model": name, "version": version,
@@ -295,6 +311,7 @@ def contribute_flow(contributor: str, data: Path, anchor: Path | None = None,
     `out` receives the module directory."""
     cfg = config or ContributeConfig()
     contributor = validate_contributor_id(contributor)
+    check_contributor(contributor)
     anchor, anchor_fingerprint = resolve_anchor(anchor)
     target = contribution_target(contributor, out)
     with runs.flow_run(EXPERIMENT, f"contribute-{contributor}",
@@ -312,7 +329,8 @@ def contribute_flow(contributor: str, data: Path, anchor: Path | None = None,
             dense = assemble(anchor, module, contributor, Path(scratch) / "dense")
             local = evaluate_locally(dense, anchor, corpus, cfg.device, cfg.eval_max_tokens)
             audit = audit_privacy(dense, corpus, cfg.audit) if cfg.audit else None
-        manifest = finish_manifest(module, trained, report, pii, proxies, local, audit)
+        manifest = finish_manifest(module, trained, report, pii, proxies, local, audit,
+                                   cfg.licence)
         version = publish(contributor, module, manifest)
     return ContributionResult(
         contributor=contributor, registered_model=registry.expert_model(contributor),

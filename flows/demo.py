@@ -30,12 +30,19 @@ from flows.promote import promote_flow
 from flows.release import ReleaseConfig, ReleaseResult, release_flow
 from flows.review import declare_reviewer, review_flow
 from flows.withdraw import withdraw_flow
+from flows.withdrawals import read_record
 from governance.acceptance import AcceptanceReport
+from governance.withdrawal import WithdrawalRecord
 
 # Contributor id -> the built-in domain its closed text is taken from (the demo's knowledge only:
 # nothing in the pipeline is told).
 CONTRIBUTORS = {"code-commons": "code", "legal-aid": "legal", "med-notes": "medical"}
-REVIEWERS = ("demo-reviewer-a", "demo-reviewer-b")  # declared as demo reviewers, recorded so
+# Each module's licence, as its contributor grants it: the source text's own (DATA.md) where it
+# is in the policy's table; the HPO's terms ask for attribution, which CC-BY-4.0 carries.
+LICENCES = {"code-commons": "psf-2.0", "legal-aid": "cc-by-4.0", "med-notes": "cc-by-4.0"}
+# Declared as demo reviewers (recorded so); each approves every module: the shipped policy
+# wants two approvals.
+REVIEWERS = ("demo-reviewer-a", "demo-reviewer-b")
 WITHDRAWING = "legal-aid"
 STEPS = 8
 
@@ -77,6 +84,7 @@ class DemoResult(BaseModel):
     contributions: dict[str, int]  # contributor -> registered version
     answers: dict[int, dict[str, AcceptanceReport]]  # release version -> contributor -> answer
     production: dict[int, bool]  # release version -> promoted to production
+    withdrawal: WithdrawalRecord | None  # what the withdrawal kept, purged and verified
 
 
 @task(cache_policy=NO_CACHE)
@@ -124,15 +132,16 @@ def demo_flow(home: Path, quick: bool = False,
             f"({i + 1}/{len(CONTRIBUTORS)})")
         data[contributor] = contributor_data(home, contributor, domain)
         cfg = ContributeConfig(expert=p.expert, audit=p.audit, proxies=p.proxies,
-                               eval_max_tokens=p.eval_max_tokens)
+                               eval_max_tokens=p.eval_max_tokens, licence=LICENCES[contributor])
         contributions[contributor] = contribute_flow(contributor, data[contributor],
                                                      anchor.directory, cfg).version
-    say(f"3/{STEPS} reviewers: {', '.join(REVIEWERS)} (declared as demo reviewers) approve each "
-        f"module")
+    say(f"3/{STEPS} reviewers: {', '.join(REVIEWERS)} (declared as demo reviewers) each "
+        f"approve each module, the policy's gates applied")
     declare_demo_reviewers()
-    for i, (contributor, version) in enumerate(contributions.items()):
-        review_flow(contributor, version, REVIEWERS[i % len(REVIEWERS)], "approved",
-                    note="demo review: automatic, not a human judgement")
+    for contributor, version in contributions.items():
+        for reviewer in REVIEWERS:
+            review_flow(contributor, version, reviewer, "approved",
+                        note="demo review: automatic, not a human judgement")
     say(f"4/{STEPS} operator: merge the approved modules (routers tuned on their proxies), "
         f"evaluate, gate and register a candidate flexo-release")
     first = release_flow(p.release)
@@ -141,15 +150,16 @@ def demo_flow(home: Path, quick: bool = False,
     answers, production = {}, {}
     answers[first.version], production[first.version] = answer_and_promote(
         first.version, data, p.eval_max_tokens)
-    say(f"6/{STEPS} {WITHDRAWING} withdraws: its versions are revoked and a candidate is built "
-        f"without it")
+    say(f"6/{STEPS} {WITHDRAWING} withdraws: masked at once in every runtime (deny-list), its "
+        f"versions revoked and purged, and a candidate built without it")
     withdrawal = withdraw_flow(WITHDRAWING, actor=WITHDRAWING, reason="demo withdrawal",
                                release=p.release)  # judged as the first release was
     second = withdrawal.release
     say(f"7/{STEPS} contributors: the remaining ones measure candidate v{second.version} and "
-        f"answer")
+        f"answer; promotion verifies it holds no tensor of {WITHDRAWING}'s module")
     answers[second.version], production[second.version] = answer_and_promote(
         second.version, {c: d for c, d in data.items() if c != WITHDRAWING}, p.eval_max_tokens)
     say(f"8/{STEPS} summary")
     return DemoResult(home=home, anchor=anchor.directory, first=first, after_withdrawal=second,
-                      contributions=contributions, answers=answers, production=production)
+                      contributions=contributions, answers=answers, production=production,
+                      withdrawal=read_record(WITHDRAWING))

@@ -24,7 +24,8 @@ from pydantic import BaseModel, Field
 from components.atomic import removed_on_failure
 from components.expert_module import ModuleRef
 from components.merge import MergeRecord
-from flows import events, ledger
+from flows import events, ledger, withdrawals
+from flows.retries import retried
 from flows.settings import flexo_home
 from flows.tracking import registry, releases, runs
 from governance.release import (
@@ -89,7 +90,7 @@ def new_build() -> Path:
     return flexo_home() / "releases" / f"build-{stamp()}"
 
 
-@task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(**retried(3))
 def select_modules() -> Selection:
     """The newest anchor and, per contributor, the newest approved version trained on it; the
     flow's run is tagged with the anchor and expert versions (`flexo lineage` walks these)."""
@@ -97,7 +98,8 @@ def select_modules() -> Selection:
 
     anchor = registry.anchor_version()
     selection = select_experts(anchor.version, anchor.tags.anchor_fingerprint,
-                               {c: registry.expert_versions(c) for c in registry.contributors()})
+                               {c: registry.expert_versions(c) for c in registry.contributors()},
+                               withdrawals.denied())
     runs.set_tags({"flexo.anchor_version": str(selection.anchor_version)}
                   | {f"flexo.expert.{e.contributor}.version": str(e.version)
                      for e in selection.experts}
@@ -109,10 +111,12 @@ def select_modules() -> Selection:
                  e.reviewed_by)
     for who, why in selection.excluded.items():
         log.info("leaving out %s: %s", who, why)
+    for who in selection.withdrawn:
+        log.info("leaving out %s: withdrawn", who)
     return selection
 
 
-@task(retries=3, retry_delay_seconds=[2, 5, 15], cache_policy=NO_CACHE)
+@task(**retried(3))
 def fetch(selection: Selection) -> tuple[Path, list[ModuleRef]]:
     """Local copies of the anchor and the approved modules; a module whose weights differ from
     what the reviewer approved is refused."""
@@ -185,8 +189,10 @@ def evaluate_release(release: Path, anchor: Path, cfg: ReleaseConfig,
     from governance.release import figures_table
 
     corpora = [load_domain(name).split("test") for name in (PUBLIC, *PRIVATE_DOMAINS)]
+    deny_list = withdrawals.deny_list_path()
     before = evaluate_model(anchor, corpora, cfg.eval_max_tokens, device=cfg.device)
-    after = evaluate_model(release, corpora, cfg.eval_max_tokens, device=cfg.device)
+    after = evaluate_model(release, corpora, cfg.eval_max_tokens, device=cfg.device,
+                           deny_list=deny_list)
     figures = {a.domain.split(":")[0]: DomainFigures(anchor=a.perplexity, release=r.perplexity,
                                                      tokens=r.tokens, routing=r.routing)
                for a, r in zip(before, after, strict=True)}
@@ -241,12 +247,19 @@ def write_release_files(build: Path, selection: Selection, merged: MergeRecord,
     return record
 
 
-@task(retries=2, retry_delay_seconds=[2, 5], cache_policy=NO_CACHE)
-def register_release(directory: Path, record: ReleaseRecord, evaluation_run_id: str) -> int:
+@task(**retried(2))
+def register_release(directory: Path, record: ReleaseRecord, evaluation_run_id: str,
+                     actor: str = "operator") -> int:
     """The release as a pyfunc model version (its artifacts: the HF checkpoint), alias
-    `candidate`, announced to the contributors who must accept it."""
+    `candidate`, announced to the contributors who must accept it. A module withdrawn while the
+    release was being built is refused here, before anything is registered."""
     from governance.tags import ReleaseTags
 
+    late = sorted(withdrawals.denied().intersection(e.contributor for e in record.experts))
+    if late:
+        raise ledger.refuse(actor, registry.RELEASE_MODEL, "register",
+                            f"{', '.join(late)} withdrew while this release was being built; "
+                            f"nothing was registered: release again (`flexo release`)")
     tags = ReleaseTags(
         anchor_version=record.anchor_version, anchor_fingerprint=record.anchor_fingerprint,
         experts={e.contributor: e.version for e in record.experts},
@@ -259,7 +272,7 @@ def register_release(directory: Path, record: ReleaseRecord, evaluation_run_id: 
                 {"version": version, "gate": tags.gate,
                  "experts": {e.contributor: e.version for e in record.experts}})
     checkpoint = ledger.record(
-        "release", "operator", f"{registry.RELEASE_MODEL} v{version}", gate=tags.gate,
+        "release", actor, f"{registry.RELEASE_MODEL} v{version}", gate=tags.gate,
         experts=",".join(f"{e.contributor}:{e.version}" for e in record.experts),
         excluded=",".join(record.excluded), checkpoint_sha256=record.checkpoint_sha256)
     runs.log_dict(checkpoint.model_dump(), "ledger_checkpoint.json")  # a witness outside it
@@ -277,8 +290,9 @@ def install(build: Path, version: int) -> Path:
 
 
 @flow(name="release")
-def release_flow(config: ReleaseConfig | None = None) -> ReleaseResult:
-    """Build, evaluate, gate and register a release from the registry's approved modules."""
+def release_flow(config: ReleaseConfig | None = None, actor: str = "operator") -> ReleaseResult:
+    """Build, evaluate, gate and register a release from the registry's approved modules;
+    `actor`: the operator on whose behalf (the ledger's actor)."""
     cfg = config or ReleaseConfig()
     with runs.flow_run(EXPERIMENT, "release", {"flexo.kind": "release"},
                        cfg.model_dump()) as run_id, removed_on_failure(new_build()) as build:
@@ -289,7 +303,7 @@ def release_flow(config: ReleaseConfig | None = None) -> ReleaseResult:
         figures, evaluation_run = evaluate_release(build, anchor, cfg)
         decision = gate(figures, selection.experts, cfg)
         record = write_release_files(build, selection, merged, figures, decision)
-        version = register_release(build, record, evaluation_run)
+        version = register_release(build, record, evaluation_run, actor)
         directory = install(build, version)
     return ReleaseResult(version=version, directory=directory, gate_passed=decision.passed,
                          record=record, mlflow_run_id=run_id)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from governance.contributors import ContributorId
+from governance.policy import ModuleFigures
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "expert.safetensors"
@@ -60,6 +61,15 @@ class ExpertManifest(BaseModel):
     licence: str = "proprietary"
     code_version: str
     created_at: str  # when the module was written, by the contributor's clock
+
+    def figures(self) -> ModuleFigures:
+        """What the policy's module gates judge at review: the local evaluation's changes, the
+        audit's extraction rate, the DP epsilon spent, the licence."""
+        audit, dp = self.privacy_audit, self.differential_privacy
+        return ModuleFigures(own_change=self.metrics.get("local.domain_change"),
+                             public_change=self.metrics.get("local.public_change"),
+                             extraction_rate=audit["rate"] if audit else None,
+                             dp_epsilon=dp["epsilon"] if dp else None, licence=self.licence)
 
     def write(self, directory: Path) -> Path:
         path = Path(directory) / MANIFEST_FILE

@@ -9,6 +9,7 @@ threshold, so the refused party knows what to change.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from governance.contributors import ContributorId
 
 DEFAULT_POLICY = Path(__file__).with_name("policy.yaml")
+POLICY_FILE = "policy.yaml"  # the policy a home sets (`flexo policy set`), under FLEXO_HOME
 
 # Module licence (SPDX id, lowercase) -> the release licences a module under it may go into. A
 # permissive module fits any release; share-alike and non-commercial terms travel with it.
@@ -62,6 +64,10 @@ class ModuleGates(BaseModel):
     dp_required: bool = False
 
 
+# The gates a reviewer may waive, with a recorded note; a licence is never waived.
+WAIVABLE = tuple(ModuleGates.model_fields)
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -84,19 +90,31 @@ def load_policy(path: Path | None = None) -> Policy:
     """The policy at `path` (default: the shipped one), or a PolicyError naming what is wrong."""
     path = Path(path or DEFAULT_POLICY)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PolicyError(f"policy file {path} does not exist; give an existing file or leave "
                           f"the option out for the default policy") from None
+    return parse_policy(text, path)
+
+
+def parse_policy(text: str, source: Path | str) -> Policy:
+    """The policy that `text` (read from `source`) states, or a PolicyError naming the field."""
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise PolicyError(f"policy {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+        raise PolicyError(f"policy {source} is not valid YAML ({str(e).splitlines()[0]})") from None
     try:
         return Policy.model_validate(raw or {})
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "(top level)"
         why = first["msg"].removeprefix("Value error, ")
-        raise PolicyError(f"policy {path}: field {field}: {why}") from None
+        raise PolicyError(f"policy {source}: field {field}: {why}") from None
+
+
+def policy_digest(text: str) -> str:
+    """sha256 of a policy file's bytes, as the ledger records a policy change."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class ModuleFigures(BaseModel):

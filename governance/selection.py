@@ -16,18 +16,25 @@ class Selection(BaseModel):
     anchor_fingerprint: str
     experts: list[ReleasedExpert]
     excluded: dict[str, str]  # contributor -> why they are not in
+    # withdrawn contributors: left out without a trace in the release's files (the ledger keeps
+    # the withdrawal), so that a release does not name who withdrew from it
+    withdrawn: list[str] = []
 
 
 def select_experts(anchor_version: int, anchor_fingerprint: str,
-                   candidates: dict[str, list[ExpertVersion]]) -> Selection:
-    """`candidates`: each contributor's versions, newest first."""
-    experts, excluded = [], {}
+                   candidates: dict[str, list[ExpertVersion]],
+                   denied: frozenset[str] = frozenset()) -> Selection:
+    """`candidates`: each contributor's versions, newest first; `denied`: the deny-list, which
+    holds a contributor from the moment it asks to withdraw, before its versions are tagged."""
+    experts, excluded, withdrawn = [], {}, []
     for contributor, found in sorted(candidates.items()):
         statuses = [v.tags.approval_status for v in found]
         approved = [v for v in found if v.tags.approval_status == "approved"]
+        if contributor in denied or "withdrawn" in statuses:
+            withdrawn.append(contributor)
+            continue
         if not approved:
-            excluded[contributor] = ("withdrawn" if "withdrawn" in statuses else
-                                     f"no approved version ({statuses.count('pending')} pending)")
+            excluded[contributor] = f"no approved version ({statuses.count('pending')} pending)"
             continue
         v = approved[0]
         if v.tags.anchor_fingerprint != anchor_fingerprint:
@@ -41,4 +48,4 @@ def select_experts(anchor_version: int, anchor_fingerprint: str,
             reviewed_by=v.tags.reviewed_by or "?",
             reviewer_kind=v.tags.reviewer_kind or "?", contribute_run_id=v.run_id or ""))
     return Selection(anchor_version=anchor_version, anchor_fingerprint=anchor_fingerprint,
-                     experts=experts, excluded=excluded)
+                     experts=experts, excluded=excluded, withdrawn=withdrawn)

@@ -14,6 +14,7 @@ from typing import Annotated, ClassVar, Generic, Literal, Self, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from governance.contributors import ContributorId
+from governance.policy import ModuleFigures
 from governance.reviews import ApprovalStatus, ReviewerKind
 
 SHA256 = r"^[0-9a-f]{64}$"
@@ -53,6 +54,35 @@ class TagRecord(BaseModel):
         return cls.model_validate({k: v for k, v in tags.items() if k in cls.model_fields})
 
 
+class KeyedTags(TagRecord):
+    """A record that several parties add to one version side by side, each under its own key:
+    `<PREFIX><key>.<field>`, and the `LAST` field written last as `<PREFIX><key>`, so a reader
+    never sees it without the rest and two parties writing at once never overwrite each other."""
+
+    PREFIX: ClassVar[str]
+    KEY: ClassVar[str]  # the field that names the party
+    LAST: ClassVar[str]  # the field written last, as the bare key
+
+    def to_tags(self) -> dict[str, str]:
+        key = f"{self.PREFIX}{getattr(self, self.KEY)}"
+        fields = self.model_dump(mode="json", exclude={self.KEY, self.LAST}, exclude_none=True)
+        return {f"{key}.{name}": str(value) for name, value in fields.items()} | \
+            {key: str(getattr(self, self.LAST))}
+
+    @classmethod
+    def keyed(cls, tags: Mapping[str, str]) -> dict[str, Self]:
+        """Every complete record among `tags` (its last field written), by party."""
+        found = {}
+        for party in sorted({k[len(cls.PREFIX):].split(".")[0] for k in tags
+                             if k.startswith(cls.PREFIX)}):
+            key = f"{cls.PREFIX}{party}"
+            if key in tags:
+                fields = {name: tags[f"{key}.{name}"] for name in cls.model_fields
+                          if f"{key}.{name}" in tags}
+                found[party] = cls.model_validate(fields | {cls.KEY: party, cls.LAST: tags[key]})
+        return found
+
+
 class AnchorTags(TagRecord):
     """A `flexo-anchor` version."""
 
@@ -72,11 +102,48 @@ class ExpertTags(TagRecord):
     data_fingerprint: str = Field(pattern=SHA256)
     code_version: str
     licence: str = ""  # the module's licence, as its manifest declares it
+    # What the contributor's own flow measured and published (the manifest's ModuleFigures),
+    # which the policy's module gates judge at review: relative perplexity changes of anchor +
+    # module against the anchor (own held-out text, public text), the extraction audit's rate,
+    # the DP budget spent.
+    own_change: float | None = None
+    public_change: float | None = None
+    extraction_rate: float | None = None  # None: no audit was run
+    dp_epsilon: float | None = None  # None: trained without differential privacy
     approval_status: ApprovalStatus = "pending"
 
 
+class ApprovalTags(KeyedTags):
+    """One reviewer's approval of an expert version (`approval.<reviewer>.*`, the time last):
+    the version turns `approved` once the policy's number of reviewers have approved it."""
+
+    PREFIX: ClassVar[str] = "approval."
+    KEY: ClassVar[str] = "reviewer"
+    LAST: ClassVar[str] = "at"
+
+    reviewer: ContributorId
+    reviewer_kind: ReviewerKind
+    note: str = ""
+    at: str
+
+
+class WaiverTags(KeyedTags):
+    """A module gate a reviewer waived for this version (`waiver.<rule>.*`, the note last): the
+    gate is not applied to it again, and the reason stays on record."""
+
+    PREFIX: ClassVar[str] = "waiver."
+    KEY: ClassVar[str] = "rule"
+    LAST: ClassVar[str] = "note"
+
+    rule: str
+    reviewer: ContributorId
+    at: str
+    note: str = Field(min_length=1)
+
+
 class ReviewTags(TagRecord):
-    """What a review adds to an expert version."""
+    """What a settled review adds to an expert version: the reviewers whose approvals made it
+    `approved` (comma-joined, in order), or the one who rejected it."""
 
     reviewed_by: str
     reviewer_kind: ReviewerKind
@@ -103,6 +170,10 @@ class ExpertVersionTags(TagRecord):
     data_fingerprint: str = ""
     code_version: str = ""
     licence: str = ""
+    own_change: float | None = None
+    public_change: float | None = None
+    extraction_rate: float | None = None
+    dp_epsilon: float | None = None
     approval_status: ApprovalStatus = "pending"
     reviewed_by: str | None = None
     reviewer_kind: str | None = None
@@ -111,14 +182,27 @@ class ExpertVersionTags(TagRecord):
     withdrawn_by: str | None = None
     withdrawn_at: str | None = None
     withdrawal_reason: str | None = None
+    approvals: dict[str, ApprovalTags] = Field({}, exclude=True)  # reviewer -> approval
+    waivers: dict[str, WaiverTags] = Field({}, exclude=True)  # gate rule -> waiver
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> Self:
+        return super().from_tags(tags).model_copy(update={
+            "approvals": ApprovalTags.keyed(tags), "waivers": WaiverTags.keyed(tags)})
+
+    def figures(self) -> ModuleFigures:
+        """What the module's gates judge, as published."""
+        return ModuleFigures.model_validate(self.model_dump(include=set(ModuleFigures.model_fields)))
 
 
-class AcceptanceTags(TagRecord):
+class AcceptanceTags(KeyedTags):
     """A contributor's answer to a release (issue 14): measured on its own machine, on its own
     held-out text; numbers only. Written as `acceptance.<id>.<field>`, the verdict last (as
     `acceptance.<id>`), so a reader never sees a verdict without its figures."""
 
     PREFIX: ClassVar[str] = "acceptance."
+    KEY: ClassVar[str] = "contributor"
+    LAST: ClassVar[str] = "verdict"
 
     contributor: ContributorId
     anchor_perplexity: float
@@ -129,19 +213,6 @@ class AcceptanceTags(TagRecord):
     run_id: str
     answered_at: str
     verdict: Literal["accepted", "rejected"]
-
-    def to_tags(self) -> dict[str, str]:
-        key = f"{self.PREFIX}{self.contributor}"
-        fields = self.model_dump(mode="json", exclude={"contributor", "verdict"})
-        return {f"{key}.{name}": str(value) for name, value in fields.items()} | \
-            {key: self.verdict}
-
-    @classmethod
-    def for_contributor(cls, contributor: str, tags: Mapping[str, str]) -> AcceptanceTags:
-        key = f"{cls.PREFIX}{contributor}"
-        fields = {name: tags[f"{key}.{name}"] for name in cls.model_fields
-                  if f"{key}.{name}" in tags}
-        return cls.model_validate(fields | {"contributor": contributor, "verdict": tags[key]})
 
 
 class ReleaseTags(TagRecord):
@@ -167,11 +238,8 @@ class ReleaseTags(TagRecord):
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> Self:
-        answers = {key.split(".")[1] for key in tags if key.startswith(AcceptanceTags.PREFIX)}
-        record = super().from_tags(tags)
-        return record.model_copy(update={"acceptances": {
-            c: AcceptanceTags.for_contributor(c, tags) for c in sorted(answers)
-            if f"{AcceptanceTags.PREFIX}{c}" in tags}})  # the verdict is written last
+        return super().from_tags(tags).model_copy(update={
+            "acceptances": AcceptanceTags.keyed(tags)})  # answers whose verdict is written
 
 
 class PromotionTags(TagRecord):

@@ -20,6 +20,7 @@ from flows.cli import (  # noqa: F401  (each module registers its commands, in h
     ledger,
     lineage,
     merge,
+    policy,
     release,
     review,
     validate,

@@ -20,6 +20,7 @@ from flows.cli.options import (
     proxy_config,
 )
 from flows.cli.render import log_hint
+from governance.policy import LICENCES
 
 
 @command(app, log=FLOW_LIBRARIES)
@@ -38,6 +39,9 @@ def contribute(
         help="Training documents the extraction audit probes (0 skips the audit).")] = 1000,
     audit_samples: Annotated[int, typer.Option(help="Continuations sampled per document.")] = 10,
     proxy_tokens: ProxyTokensOpt = 50_000,
+    licence: Annotated[str, typer.Option(
+        help="Your module's licence, an SPDX id (e.g. apache-2.0, cc-by-4.0); reviewers refuse "
+             "one the policy does not know.")] = "proprietary",
     device: DeviceOpt = None,
 ) -> None:
     """Validate, train, evaluate, audit and publish your expert module as a pending version."""
@@ -54,7 +58,7 @@ def contribute(
         if audit_documents else None
     proxies = proxy_config(proxy_tokens, expert.seed)
     cfg = ContributeConfig(expert=expert, pii=pii.value, audit=audit, proxies=proxies,
-                           device=device)
+                           device=device, licence=licence.lower())
     with StoryDisplay(out):
         result = contribute_flow(contributor, data, anchor, cfg, out_dir)
     local = result.local
@@ -71,4 +75,7 @@ def contribute(
         a = result.audit
         out.print(f"extraction audit: {a.extracted}/{a.documents} ({a.rate:.1%}, 95% CI "
                   f"{a.ci_low:.1%}-{a.ci_high:.1%})")
+    if cfg.licence not in LICENCES:
+        out.print(f"note: licence '{cfg.licence}' is not in the policy's licence table, so "
+                  f"reviewers will refuse this version; contribute with --licence SPDX-ID")
     log_hint(current_log())

@@ -91,6 +91,12 @@ def demo(quick: Annotated[bool, typer.Option(help="Tiny preset: a couple of minu
                   f"{', '.join(e.contributor for e in r.record.experts)}; "
                   f"{release_state(r, result.answers[r.version], result.production[r.version])}",
                   soft_wrap=True)
+    gone = result.withdrawal
+    if gone is not None:
+        verified = (f"v{gone.verified_release} verified free of it by hash"
+                    if gone.verified_release else "no release verified free of it yet")
+        out.print(f"{gone.contributor} withdrawn: {len(gone.tensor_hashes)} tensors fingerprinted, "
+                  f"{len(gone.purged)} locations purged; {verified}", soft_wrap=True)
     prefect_home = os.environ.get("PREFECT_HOME", str(home / "prefect"))
     out.print(f"\nfinished in {(time.monotonic() - started) / 60:.1f} minutes. Look around:")
     for line in ((f"mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}   # runs, "
@@ -98,6 +104,7 @@ def demo(quick: Annotated[bool, typer.Option(help="Tiny preset: a couple of minu
                  (f"PREFECT_HOME={prefect_home} prefect server start   # flow runs and events; "
                  "http://127.0.0.1:4200"),
                  f"FLEXO_HOME={home} flexo lineage --release {second.version}",
+                 f"FLEXO_HOME={home} flexo ledger verify",
                  f"FLEXO_HOME={home} flexo generate --prompt 'def main(' --exclude code-commons"):
         out.print(f"  {line}", highlight=False, soft_wrap=True)
     log_hint(log)

@@ -62,8 +62,9 @@ def evaluate(
     load_config(model)  # a bad model path fails before any text is read
     corpora = held_out_corpora(data)
     from components.evaluation import evaluate_model
+    from flows.withdrawals import deny_list_path
 
-    results = evaluate_model(model, corpora, max_tokens=max_tokens)
+    results = evaluate_model(model, corpora, max_tokens=max_tokens, deny_list=deny_list_path())
     if csv_file is not None:
         write_csv(csv_file, model, results)
     perplexity_table(results, f"Held-out perplexity of {model}", as_json)

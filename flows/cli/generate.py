@@ -31,8 +31,9 @@ def generate(
     attribution: Annotated[Attribution | None, typer.Option(
         help="Print each expert's part in the output: routing weight shares, or with `loo` also "
              "the log-likelihood drop when each expert is masked (n+1 passes).")] = None,
-    consumer: Annotated[str, typer.Option("--as", help="Who generates, for the attribution "
-                                          "record.")] = "local",
+    consumer: Annotated[str, typer.Option("--as", help="Who generates: the experts the policy "
+                                          "entitles it to, and the attribution record.")
+                        ] = "local",
 ) -> None:
     """Generate with any allowed subset of experts; the mask changes nothing on disk. Every
     generation appends an attribution record (numbers only) under FLEXO_HOME."""
@@ -46,11 +47,18 @@ def generate(
 
     from components.checkpoints import load_config, load_tokenizer
     from components.runtime import apply_selection, expert_names, load_flexo_model, selection
+    from flows.policy import consumer_selection
+    from flows.withdrawals import denied, deny_list_path, refuse_denied
 
     names = expert_names(load_config(directory))
+    refuse_denied(consumer, only or [])  # asked for by name: refused (an entitled default that
+    # holds a withdrawn expert is served with it masked, below)
+    only = consumer_selection(consumer, directory.resolve().name, only, names[1:])
     selection(names, only, exclude)  # unknown ids fail before any weight is loaded
-    net = load_flexo_model(directory)
-    active = apply_selection(net, only=only, exclude=exclude)
+    net = load_flexo_model(directory, deny_list=deny_list_path())  # re-read on every pass
+    active = [on and n not in denied()
+              for n, on in zip(names, apply_selection(net, only=only, exclude=exclude),
+                               strict=True)]
     tokenizer = load_tokenizer(directory)
     torch.manual_seed(seed)
     ids = tokenizer(prompt, return_tensors="pt").input_ids

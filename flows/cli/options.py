@@ -43,6 +43,8 @@ PiiOpt = Annotated[PiiPolicy, typer.Option(help="What to do with PII found in th
 ContributorOpt = Annotated[str, typer.Option(help="Contributor id: 2-40 of a-z, 0-9, '-'.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="New directory for the output.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+OperatorOpt = Annotated[str, typer.Option("--as", help="Who acts: an operator of the policy "
+                                          "(trusted as given in the embedded mode).")]
 
 # The expert-training options: name -> (annotation, default). Unset ones (None) keep
 # ExpertConfig's defaults, so the defaults live in one place.

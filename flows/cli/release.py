@@ -11,6 +11,7 @@ from rich.table import Table
 from components.errors import GovernanceError
 from flows.cli.app import FLOW_LIBRARIES, command, out, sub_app
 from flows.cli.console import StoryDisplay, current_log
+from flows.cli.options import OperatorOpt
 from flows.cli.render import log_hint, release_figures
 
 release_app = sub_app("release", "Build a candidate release; see who accepted it; promote it.",
@@ -29,15 +30,19 @@ def release(
     max_public_increase: Annotated[float, typer.Option(
         help="Gate: allowed rise of public perplexity.")] = 0.02,
     eval_tokens: Annotated[int, typer.Option(help="Held-out tokens per domain.")] = 16_384,
+    actor: OperatorOpt = "operator",
 ) -> None:
-    """Merge the approved modules, evaluate, gate and register a candidate flexo-release."""
+    """Merge the approved modules, evaluate, gate and register a candidate flexo-release
+    (operators only)."""
+    from flows.policy import require_operator_for
     from flows.release import ReleaseConfig, release_flow
 
     cfg = ReleaseConfig(top_k=top_k, max_public_increase=max_public_increase,
                         eval_max_tokens=eval_tokens,
                         **({} if rt_steps is None else {"router_tuning_steps": rt_steps}))
+    require_operator_for(actor, "flexo-release", "release")
     with StoryDisplay(out):
-        result = release_flow(cfg)
+        result = release_flow(cfg, actor=actor)
     release_figures(result.record.figures, f"flexo-release version {result.version}")
     log_hint(current_log())
     if not result.gate_passed:
@@ -72,12 +77,14 @@ def release_status(version: ReleaseOpt = None) -> None:
 
 
 @command(release_app, "promote", log=FLOW_LIBRARIES)
-def release_promote(version: ReleaseOpt = None) -> None:
-    """Make a release production if every contributor in it has accepted it."""
+def release_promote(version: ReleaseOpt = None, actor: OperatorOpt = "operator") -> None:
+    """Make a release production if every contributor in it has accepted it (operators only)."""
+    from flows.policy import require_operator_for
     from flows.promote import promote_flow
 
+    require_operator_for(actor, "flexo-release", "promote")
     with StoryDisplay(out):
-        result = promote_flow(version)
+        result = promote_flow(version, actor=actor)
     if not result.promoted:
         raise GovernanceError(f"flexo-release version {result.version} not promoted: "
                               f"{'; '.join(result.blockers)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,8 +20,13 @@ def withdraw(
     reason: Annotated[str, typer.Option(help="Why, for the record.")] = "",
     request_only: Annotated[bool, typer.Option(
         help="Only emit flexo.withdrawal.requested for a deployed withdrawal flow.")] = False,
+    rerelease: Annotated[bool, typer.Option(
+        help="Build the release without it now (else: at the next `flexo release`).")] = True,
+    dvc_repo: Annotated[Path | None, typer.Option(
+        help="Also take it out of this DVC project (params, stages, outputs, cache).")] = None,
 ) -> None:
-    """Withdraw a contributor's module: revoke its versions and release again without it."""
+    """Withdraw a contributor's module: masked at once everywhere, its versions revoked and its
+    files deleted, and a release built without it (production once its contributors accept)."""
     from flows import events
 
     checked_contributor(contributor)
@@ -33,8 +39,16 @@ def withdraw(
     from flows.withdraw import withdraw_flow
 
     with StoryDisplay(out):
-        result = withdraw_flow(contributor, actor=actor, reason=reason)
-    out.print(f"withdrew {contributor}: versions {result.revoked_versions} revoked; "
-              f"re-release version {result.release.version if result.release else '-'}; "
-              f"production is {result.production_version or 'unset'}")
+        result = withdraw_flow(contributor, actor=actor, reason=reason, rerelease=rerelease,
+                               dvc_repo=dvc_repo)
+    if result.already_withdrawn:
+        out.print(f"{contributor} was withdrawn already: nothing changed")
+        return
+    production = (f"production is v{result.production_version}, served with {contributor} "
+                  f"masked until a release without it is promoted"
+                  if result.production_version else "no release is in production")
+    out.print(f"withdrew {contributor}: on the deny-list; versions {result.revoked_versions} "
+              f"revoked; {len(result.purged)} locations purged; re-release "
+              f"{'v' + str(result.release.version) if result.release else 'not built'}; "
+              f"{production}")
     log_hint(current_log())

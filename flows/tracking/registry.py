@@ -163,3 +163,50 @@ def set_alias(name: str, alias: str, version: int) -> None:
 
 def remove_alias(name: str, alias: str) -> None:
     MlflowClient().delete_registered_model_alias(name, alias)
+
+
+def _version_store(name: str, version: int):
+    """The artifact repository and path holding a version's files: its run's artifact path, or
+    the logged model it was registered from."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    client = MlflowClient()
+    v = client.get_model_version(name, str(version))
+    if v.source.startswith("runs:/"):
+        run_id, _, path = v.source.removeprefix("runs:/").partition("/")
+        root = client.get_run(run_id).info.artifact_uri
+        return get_artifact_repository(root), path, f"{root}/{path}"
+    # a version made from a logged model: its source is `models:/<model id>` (the registry does
+    # not always return `model_id` itself)
+    model_id = v.model_id or v.source.removeprefix("models:/").split("/")[0]
+    location = client.get_logged_model(model_id).artifact_location
+    return get_artifact_repository(location), None, location
+
+
+def delete_version_files(name: str, version: int) -> str:
+    """Delete a version's files from the artifact store; the version and its tags stay, as the
+    record. Returns the deleted location."""
+    repo, path, where = _version_store(name, version)
+    repo.delete_artifacts(path)
+    return where
+
+
+def version_files_location(name: str, version: int) -> str:
+    """Where the artifact store keeps a version's files (a URI)."""
+    return _version_store(name, version)[2]
+
+
+def version_files_listing(name: str, version: int) -> list[str]:
+    """What the artifact store still holds for a version (`[]` once deleted)."""
+    repo, path, _ = _version_store(name, version)
+    try:
+        return [f.path for f in repo.list_artifacts(path)]
+    except FileNotFoundError:
+        return []
+
+def remove_version_aliases(name: str, version: int) -> list[str]:
+    client = MlflowClient()
+    aliases = list(client.get_model_version(name, str(version)).aliases or [])
+    for alias in aliases:
+        client.delete_registered_model_alias(name, alias)
+    return aliases

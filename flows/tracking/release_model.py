@@ -27,9 +27,12 @@ class FlexoRelease(PythonModel):
     def load_context(self, context) -> None:
         from components.checkpoints import load_tokenizer
         from components.runtime import load_flexo_model
+        from flows.withdrawals import deny_list_path
 
         self.directory = context.artifacts["checkpoint"]
-        self.model = load_flexo_model(self.directory)
+        # FLEXO_HOME's deny-list, re-read on every call: a withdrawal reaches a served model
+        # on its next request
+        self.model = load_flexo_model(self.directory, deny_list=deny_list_path())
         self.tokenizer = load_tokenizer(self.directory)
 
     @pyfunc

@@ -86,3 +86,25 @@ def test_credits_sum_the_records_and_no_text_is_stored(home, cli, merged):
         assert prompt.encode() not in data
         if len(generated) >= 8:
             assert generated.encode() not in data
+
+
+def test_an_expert_is_credited_on_its_own_domains_text_more_than_on_public_text(home, cli, merged,
+                                                                             builtin):
+    """Attribution follows the routing: code's expert, on greedy continuations of six held-out
+    code documents, gets at least twice the routing share it gets on six public ones. Measured
+    on this tiny merge (untuned top-2 routers), these prompts: 9.5% against 1.1% (8.9x), one
+    document from 0% to 41%: the mean over six keeps the margin. The bound is asked of code's
+    expert: literature's takes most of the mass on every text of this merge (80% on its own,
+    66% on public, 48-token prompts). At demo scale, with tuned routers, the unseen domain's
+    expert gets 2.09x its public share (README, the unseen domain)."""
+    def mean_share(domain: str) -> float:
+        shares = []
+        for text in builtin[domain].split("test").texts()[:6]:
+            rows = _rows(cli("generate", "--model", merged, "--prompt", text[:200],
+                             "--max-new-tokens", 24, "--greedy", "--attribution",
+                             "routing").stdout)
+            shares.append(float(rows["code"][0].rstrip("%")))
+        return sum(shares) / len(shares)
+
+    own, public = mean_share("code"), mean_share("public")
+    assert own >= 2 * public > 0, (own, public)

@@ -113,7 +113,7 @@ def test_contribute_redacts_pii_publishes_pending_and_writes_no_raw_text(
     data, texts = _planted_dir(tmp_path / "data")
     result = cli("contribute", "--contributor", CONTRIBUTOR, "--data", data,
                  "--anchor", tiny_anchor, "--steps", 30, "--router-docs", 50,
-                 "--audit-documents", 40, "--audit-samples", 2)
+                 "--audit-documents", 40, "--audit-samples", 2, "--licence", "CC-BY-4.0")
     assert result.exit_code == 0, result.output
     assert "version 1 (pending review)" in result.stdout
 
@@ -142,6 +142,12 @@ def test_contribute_redacts_pii_publishes_pending_and_writes_no_raw_text(
     assert set(children["tags.mlflow.runName"]) == {"validate", "pii", "proxies", "train",
                                                     "evaluate", "audit"}
     assert manifest["privacy_audit"]["documents"] == 40
+    # What the policy's gates judge at review, published as tags from the manifest's figures.
+    assert manifest["licence"] == version.tags["licence"] == "cc-by-4.0"
+    assert float(version.tags["own_change"]) == manifest["metrics"]["local.domain_change"]
+    assert float(version.tags["public_change"]) == manifest["metrics"]["local.public_change"]
+    assert float(version.tags["extraction_rate"]) == manifest["privacy_audit"]["rate"]
+    assert "dp_epsilon" not in version.tags  # trained without differential privacy
 
     # Its proxy: public documents of the anchor's pool, by id, with the numbers that chose them.
     proxies = manifest["proxies"]

@@ -127,7 +127,8 @@ def test_quick_demo_tells_the_whole_story_and_no_raw_text_leaves_a_contributor(t
         expected = "withdrawn" if contributor == WITHDRAWN else "approved"
         assert version.tags["approval_status"] == expected
         assert version.tags["reviewer_kind"] == "demo"  # declared demo reviewers, recorded so
-        assert version.tags["reviewed_by"].startswith("demo-reviewer-")
+        # two approvals, as the shipped policy requires
+        assert version.tags["reviewed_by"] == "demo-reviewer-a,demo-reviewer-b"
     releases = client.search_model_versions("name = 'flexo-release'")
     assert sorted(int(v.version) for v in releases) == [1, 2]
     candidate = client.get_model_version_by_alias("flexo-release", "candidate")
@@ -187,9 +188,12 @@ def test_default_demo_releases_reach_production_only_by_everyones_acceptance(def
     ledger = Ledger(home / "ledger", key_file=home / "keys" / KEY_FILE)
     events = Counter(e.event for e in ledger.entries() if e.event != "refusal")
     n = len(CONTRIBUTORS)
-    assert events == {"publish": n, "review": n, "release": 2, "acceptance": 2 * n - 1,
-                      "promotion": 2, "withdrawal-request": 1}, events
+    assert events == {"publish": n, "review": 2 * n, "release": 2, "acceptance": 2 * n - 1,
+                      "promotion": 2, "withdrawal-request": 1, "verification": 1,
+                      "purge": 2}, events  # the module's files, then v1 once v2 replaced it
     assert ledger.verify().entries == len(ledger.entries())
+    assert re.search(rf"{WITHDRAWN} withdrawn: \d+ tensors fingerprinted, \d+ locations purged; "
+                     rf"v2 verified free of it by hash", " ".join(stdout.split())), stdout
 
 
 UNSEEN = "drug-notes"  # a contributor whose text no built-in domain or public document covers
@@ -213,14 +217,16 @@ def test_an_unseen_domain_is_contributed_released_and_answered_through_the_cli(d
     data = write_directory(unseen_corpus("drug-reviews"),
                            home / "contributors" / UNSEEN / "data", "reviews")
     contributed = cli("contribute", "--contributor", UNSEEN, "--data", data, "--steps", 150,
-                      "--router-docs", 300, "--audit-documents", 16, "--audit-samples", 4)
+                      "--router-docs", 300, "--audit-documents", 16, "--audit-samples", 4,
+                      "--licence", "cc-by-4.0")  # Drugs.com reviews as packaged: CC BY 4.0
     assert contributed.exit_code == 0, contributed.output
     [version] = client.search_model_versions(f"name = 'flexo-expert-{UNSEEN}'")
     manifest = client.get_model_version(f"flexo-expert-{UNSEEN}", version.version)
     assert manifest.tags["approval_status"] == "pending"
-    approved = cli("review", "approve", "--contributor", UNSEEN, "--version", version.version,
-                   "--as", "demo-reviewer-a")
-    assert approved.exit_code == 0, approved.output
+    for reviewer in ("demo-reviewer-a", "demo-reviewer-b"):  # the policy's two approvals
+        approved = cli("review", "approve", "--contributor", UNSEEN, "--version",
+                       version.version, "--as", reviewer)
+        assert approved.exit_code == 0, approved.output
     released = cli("release")
     assert released.exit_code in (0, 6), released.output  # 6: the operator's gate failed
     candidate = client.get_model_version_by_alias("flexo-release", "candidate")

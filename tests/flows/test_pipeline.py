@@ -10,9 +10,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
 import pytest
+from dvc_project import cache_texts, dvc_project
 from mlflow import MlflowClient
 from prefect_server import run_worker, server_client, server_deployment, wait_for_runs
 
@@ -20,6 +22,9 @@ from components.documents import Corpus
 from components.expert_training import ExpertConfig
 
 CONTRIBUTORS = {"code-co": "code", "med-co": "medical"}
+# Each module's licence: its source text's (DATA.md; the HPO asks for attribution: CC-BY-4.0)
+LICENCES = {"code-co": "psf-2.0", "med-co": "cc-by-4.0"}
+REVIEWERS = ("rita", "sam")  # the shipped policy wants two approvals
 
 
 def _small(corpus: Corpus, n: int = 300) -> Corpus:
@@ -63,11 +68,16 @@ def world(tmp_path_factory, tiny_anchor, builtin):
         for contributor, domain in CONTRIBUTORS.items():
             data[contributor] = write_directory(_small(builtin[domain]),  # all splits: its
                                                 root / "data" / contributor, domain)  # held-out
-            contributions[contributor] = contribute_flow(contributor, data[contributor], None,
-                                                        _contribute_config())
-        declare_reviewer("rita", kind="demo")
-        for contributor, result in contributions.items():
-            review_flow(contributor, result.version, "rita", "approved")
+            contributions[contributor] = contribute_flow(
+                contributor, data[contributor], None,
+                _contribute_config().model_copy(update={"licence": LICENCES[contributor]}))
+        for reviewer in REVIEWERS:
+            declare_reviewer(reviewer, kind="demo")
+        for contributor, result in contributions.items():  # no audit ran: waived, on record
+            review_flow(contributor, result.version, "rita", "approved",
+                        note="test world: no extraction audit (test_contribute_flow audits)",
+                        waivers={"max_extraction_rate": "no audit in the test world"})
+            review_flow(contributor, result.version, "sam", "approved")
         release = release_flow(_release_config())
         yield {"home": root / "home", "anchor": anchor, "data": data,
                "contributions": contributions, "release": release}
@@ -141,7 +151,7 @@ def test_release_is_registered_with_aliases_tags_plots_and_a_loadable_checkpoint
         assert set(contribution.proxies.ids) <= ids and contribution.proxies.tokens >= 20_000
     record = ReleaseRecord.model_validate_json((directory / "release.json").read_text())
     assert [e.contributor for e in record.experts] == ["code-co", "med-co"]
-    assert {e.reviewed_by for e in record.experts} == {"rita"}
+    assert {e.reviewed_by for e in record.experts} == {"rita,sam"}
     assert "med-co" in (directory / "README.md").read_text()
     model = AutoModelForCausalLM.from_pretrained(directory)
     assert model.config.model_type == "flex_olmo" and model.config.num_experts == 3
@@ -204,20 +214,27 @@ def test_every_governance_event_is_in_the_ledger_and_the_release_run_witnesses_i
     the checkpoint signed right after its entry, so a ledger rewritten since no longer matches."""
     entries = _ledger()
     kinds = [(e["event"], e["actor"], e["subject"]) for e in entries]
-    assert kinds[:5] == [("publish", "code-co", "code-co"), ("publish", "med-co", "med-co"),
-                         ("review", "rita", "code-co"), ("review", "rita", "med-co"),
+    assert kinds[:7] == [("publish", "code-co", "code-co"), ("publish", "med-co", "med-co"),
+                         ("review", "rita", "code-co"), ("review", "sam", "code-co"),
+                         ("review", "rita", "med-co"), ("review", "sam", "med-co"),
                          ("release", "operator", "flexo-release v1")]
-    release = entries[4]
+    release = entries[6]
     assert release["details"]["experts"] == "code-co:1,med-co:1"
     assert release["details"]["gate"] == "passed"
-    assert entries[2]["details"] == {"version": 1, "decision": "approved",
-                                     "reviewer_kind": "demo"}
+    # the first approval leaves the version pending, with its waiver on record; the second
+    # approves it
+    assert entries[2]["details"] == {
+        "version": 1, "decision": "approved", "reviewer_kind": "demo", "approvals": "1/2",
+        "status": "pending", "waiver.max_extraction_rate": "no audit in the test world"}
+    assert entries[3]["details"] == {"version": 1, "decision": "approved",
+                                     "reviewer_kind": "demo", "approvals": "2/2",
+                                     "status": "approved"}
     run_id = _client().get_model_version("flexo-release", "1").tags["release_run_id"]
     witness = mlflow.artifacts.load_dict(f"runs:/{run_id}/ledger_checkpoint.json")
     from flows.ledger import home_ledger
 
-    signed = home_ledger().records()[4][1]
-    assert witness == signed.model_dump() and witness["size"] == 5
+    signed = home_ledger().records()[6][1]
+    assert witness == signed.model_dump() and witness["size"] == 7
     verified = cli("ledger", "verify")
     assert verified.exit_code == 0 and f"{len(entries)} entries" in verified.stdout
 
@@ -322,11 +339,11 @@ def test_contributors_acceptance_gates_production(world, cli, stored_events, dep
     # promotions refused with their blockers, the promotion, the outsider refused.
     trail = [(e["event"], e["actor"], e["details"].get("verdict") or e["details"].get("action"))
              for e in _ledger() if e["subject"] == "flexo-release v1" and e["event"] != "release"]
-    assert [t for t in trail if t[0] != "refusal"] == [
-        ("acceptance", "med-co", "rejected"), ("acceptance", "code-co", "accepted"),
-        ("acceptance", "med-co", "accepted"), ("promotion", "operator", None)]
-    assert trail[0] == ("refusal", "operator", "promote")  # the early promotion, refused
-    assert trail[-1] == ("refusal", "nobody", "accept")
+    refused = ("refusal", "operator", "promote")
+    assert trail == [refused, ("acceptance", "med-co", "rejected"),
+                     ("acceptance", "code-co", "accepted"), refused,
+                     ("acceptance", "med-co", "accepted"), ("promotion", "operator", None),
+                     refused, ("refusal", "nobody", "accept")]  # each refusal once: no retries
 
 
 def test_lineage_shows_the_whole_chain_from_mlflow(world, cli):
@@ -341,7 +358,7 @@ def test_lineage_shows_the_whole_chain_from_mlflow(world, cli):
     for contributor, contribution in world["contributions"].items():
         version = client.get_model_version(f"flexo-expert-{contributor}", "1")
         [train] = _train_runs(contributor)
-        for needle in (contributor, version.tags["data_fingerprint"][:16], "rita (demo)",
+        for needle in (contributor, version.tags["data_fingerprint"][:16], "rita,sam (demo)",
                        contribution.mlflow_run_id, train.info.run_id):
             assert needle in text, (needle, text)
     missing = cli("lineage", "--release", 99)
@@ -457,30 +474,191 @@ def test_review_rules_hold_at_the_cli(world, pending_version, cli):
     assert last[3][2]["decision"] == "rejected"
 
 
-def test_withdrawal_revokes_every_version_and_releases_without_the_module(world, cli):
-    result = cli("withdraw", "--contributor", "med-co", "--as", "med-co", "--reason", "test")
+def _accept_release(cli, contributor: str, data: Path, version: int) -> dict:
+    result = cli("accept", "--contributor", contributor, "--release", version, "--data", data,
+                 "--eval-tokens", 2048, "--json")
     assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _in_production_with_law_co(world, cli, builtin) -> int:
+    """A third contributor (legal text) joins; a release of all three reaches production
+    through everyone's acceptance. Returns its version."""
+    from components.user_data import write_directory
+    from flows.contribute import contribute_flow
+    from flows.release import release_flow
+    from flows.review import review_flow
+
+    world["data"]["law-co"] = write_directory(_small(builtin["legal"]),
+                                              world["home"].parent / "data" / "law-co", "legal")
+    law = contribute_flow("law-co", world["data"]["law-co"], None,
+                          _contribute_config().model_copy(update={"licence": "cc-by-4.0"}))
+    review_flow("law-co", law.version, "rita", "approved",
+                waivers={"max_extraction_rate": "no audit in the test world"})
+    review_flow("law-co", law.version, "sam", "approved")
+    version = release_flow(_release_config()).version
+    for contributor in ("code-co", "law-co", "med-co"):
+        answer = _accept_release(cli, contributor, world["data"][contributor], version)
+        assert answer["accepted"], f"release {version} does not help {contributor}: {answer}"
+    promoted = cli("release", "promote", "--release", version)
+    assert promoted.exit_code == 0, promoted.output
+    return version
+
+
+def _files_holding(home: Path, hashes: set[str]) -> list[Path]:
+    """Every safetensors file under `home` holding one of `hashes` (a tensor or expert slice)."""
+    from components.tensor_hashes import checkpoint_tensor_hashes, module_tensor_hashes
+
+    found = []
+    for path in home.rglob("*.safetensors"):
+        held = (module_tensor_hashes(path) if path.name == "expert.safetensors" else
+                checkpoint_tensor_hashes(path.parent))
+        if held & hashes:
+            found.append(path)
+    return found
+
+
+def test_a_withdrawal_masks_at_once_purges_and_production_is_verified_free_of_it(world, cli,
+                                                                                 builtin):
+    """Issue 15 acceptance 2 through the CLI: three contributors in production; one withdraws;
+    from then on nothing routes to it, a runtime loaded before included; its files are gone
+    from the store; the re-release reaches production through acceptance and is verified free
+    of it by tensor hashes, on the ledger; a second withdrawal changes nothing."""
+    from components.evaluation import RoutingRecorder
+    from components.runtime import load_flexo_model
+    from components.tensor_hashes import module_tensor_hashes
+    from flows.withdrawals import deny_list_path, read_record
+
+    home, client = world["home"], _client()
+    old = _in_production_with_law_co(world, cli, builtin)
+    module = next((home / "cache" / "modules").glob("flexo-expert-med-co-v*"))
+    withdrawn = module_tensor_hashes(module / "expert.safetensors")
+    assert _files_holding(home, withdrawn)  # the check below can fail: today it finds them
+    runtime = load_flexo_model(home / "releases" / "production", deny_list=deny_list_path())
+    from components.checkpoints import load_tokenizer
+
+    text = " ".join(json.loads(line)["text"] for line in
+                    world["data"]["med-co"].joinpath("medical.jsonl").read_text().splitlines()[:5])
+    ids = load_tokenizer(home / "releases" / "production")(text, return_tensors="pt").input_ids
+    ids = ids[:, :256]
+
+    def med_share() -> float:
+        with RoutingRecorder(runtime) as recorder:
+            runtime(input_ids=ids)
+        return recorder.shares()["med-co"]
+
+    assert med_share() > 0
+    versions_before = len(client.search_model_versions("name = 'flexo-release'"))
+
+    refused = cli("withdraw", "--contributor", "med-co", "--as", "code-co")  # not its module
+    assert refused.exit_code == 6 and "roles.operators" in refused.stderr
+    result = cli("withdraw", "--contributor", "med-co", "--as", "med-co", "--reason", "consent",
+                 "--no-rerelease")
+    assert result.exit_code == 0, result.output
+    assert f"production is v{old}, served with med-co masked" in " ".join(result.stdout.split())
+    assert med_share() == 0.0  # the runtime loaded before: no reload, no restart
+    only = cli("generate", "--prompt", "The patient", "--only", "med-co", "--max-new-tokens", 2)
+    assert only.exit_code == 6 and "med-co withdrew" in only.stderr
+    served = cli("generate", "--prompt", "The patient", "--max-new-tokens", 2, "--greedy")
+    assert served.exit_code == 0 and "med-co" not in served.stdout.split("experts on:")[-1]
+
+    # revoked, aliases gone, files deleted from the artifact store and every cache
+    from flows.tracking import registry
+
+    for v in client.search_model_versions("name = 'flexo-expert-med-co'"):
+        assert v.tags["approval_status"] == "withdrawn" and not v.aliases
+        assert registry.version_files_listing(v.name, int(v.version)) == []
+    # only production still holds it (served masked until its replacement is promoted): its
+    # installed files, its download for acceptance, its copy in the store
+    store = urlparse(registry.version_files_location("flexo-release", old)).path
+    for path in _files_holding(home, withdrawn):
+        assert {f"v{old}", f"flexo-release-v{old}"} & set(path.parts) or \
+            str(path).startswith(store), path
+    assert not (home / "modules" / "med-co").exists()
+    assert read_record("med-co").tensor_hashes == sorted(withdrawn)
+
+    # the release without it: a candidate that code-co and law-co accept; promotion verifies it
+    rebuilt = cli("release", "--rt-steps", 5, "--max-public-increase", 10, "--eval-tokens", 2048)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    new = versions_before + 1
+    record = json.loads((home / "releases" / f"v{new}" / "release.json").read_text())
+    assert [e["contributor"] for e in record["experts"]] == ["code-co", "law-co"]
+    assert "med-co" not in (home / "releases" / f"v{new}" / "README.md").read_text()
+    assert "med-co" not in json.dumps(record)
+    for contributor in ("code-co", "law-co"):
+        _accept_release(cli, contributor, world["data"][contributor], new)
+    promoted = cli("release", "promote", "--release", new)
+    assert promoted.exit_code == 0, promoted.output
+    assert str(client.get_model_version_by_alias("flexo-release", "production").version) == \
+        str(new)
+    [verification] = [e for e in _ledger() if e["event"] == "verification"]
+    assert verification["subject"] == "med-co"
+    assert verification["details"]["release"] == new and verification["details"]["passed"]
+    assert verification["details"]["tensors_checked"] == len(withdrawn)
+    assert verification["details"]["matching_tensors"] == 0
+    assert read_record("med-co").verified_release == new
+    # the production it replaced is purged too: nothing under FLEXO_HOME holds a tensor of it
+    assert _files_holding(home, withdrawn) == []
+    assert registry.version_files_listing("flexo-release", old) == []
+    assert cli("ledger", "verify").exit_code == 0
+
+    entries = len(_ledger())
+    again = cli("withdraw", "--contributor", "med-co", "--as", "med-co")
+    assert again.exit_code == 0 and "withdrawn already: nothing changed" in again.stdout
+    assert len(_ledger()) == entries
+
+
+def test_a_release_started_before_a_withdrawal_does_not_register_it(world, cli, monkeypatch,
+                                                                   tmp_path):
+    """Issue 15 acceptance 3: a release pauses after its merge; law-co withdraws meanwhile
+    (through the CLI, on the main thread, from the operator's DVC project too); the release
+    resumes and registers nothing."""
+    import threading
+
+    import components.evaluation
+    from components.errors import GovernanceError
+    from flows.release import release_flow
+
     client = _client()
-    versions = client.search_model_versions("name = 'flexo-expert-med-co'")
-    assert versions and {v.tags["approval_status"] for v in versions} == {"withdrawn"}
-    assert {v.tags["withdrawn_by"] for v in versions} == {"med-co"}
-    # production held med-co's module: taken away at once; the re-release is a candidate
-    # awaiting code-co's acceptance
-    assert "production" not in client.get_registered_model("flexo-release").aliases
-    candidate = client.get_model_version_by_alias("flexo-release", "candidate")
-    assert candidate.tags["experts"] == "code-co:1"
-    assert candidate.tags["excluded"] == "med-co"
-    directory = world["home"] / "releases" / f"v{candidate.version}"
-    config = json.loads((directory / "config.json").read_text())
-    assert config["flexo_experts"] == ["public", "code-co"]
-    record = json.loads((directory / "release.json").read_text())
-    assert record["excluded"] == {"med-co": "withdrawn"}
-    entries = _ledger()
-    request = next(i for i, e in enumerate(entries) if e["event"] == "withdrawal-request")
-    assert (entries[request]["actor"], entries[request]["subject"],
-            entries[request]["details"]) == ("med-co", "med-co", {"reason": "test"})
-    assert entries[-1]["event"] == "release" and \
-        entries[-1]["subject"] == f"flexo-release v{candidate.version}"
+    before = len(client.search_model_versions("name = 'flexo-release'"))
+    merged, resume = threading.Event(), threading.Event()
+    real = components.evaluation.evaluate_model
+
+    def paused(*args, **kwargs):
+        merged.set()
+        assert resume.wait(600)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(components.evaluation, "evaluate_model", paused)
+    outcome = {}
+
+    def build() -> None:
+        try:
+            outcome["result"] = release_flow(_release_config())
+        except Exception as e:  # noqa: BLE001 (the test inspects it)
+            outcome["error"] = e
+
+    project = dvc_project(tmp_path / "dvc", ["code-co", "law-co"])
+    thread = threading.Thread(target=build)
+    thread.start()
+    assert merged.wait(600), outcome
+    withdrawn = cli("withdraw", "--contributor", "law-co", "--as", "law-co", "--no-rerelease",
+                    "--dvc-repo", project)
+    resume.set()
+    thread.join(600)
+    assert withdrawn.exit_code == 0, withdrawn.output
+    assert isinstance(outcome.get("error"), GovernanceError), outcome
+    assert "law-co withdrew while this release was being built" in str(outcome["error"])
+    assert len(client.search_model_versions("name = 'flexo-release'")) == before
+    assert not list((world["home"] / "releases").glob("build-*"))
+    refusal = _ledger()[-1]
+    assert (refusal["event"], refusal["details"]["action"]) == ("refusal", "register")
+    # out of the DVC project: its stages, the merge built from them, their cache objects
+    assert not (project / "models" / "experts" / "law-co").exists()
+    assert "law-co-closed" not in cache_texts(project)
+    assert "code-co-closed-text" in cache_texts(project)
+    dvc_purge = [e for e in _ledger() if e["event"] == "purge" and e["subject"] == "law-co"][-1]
+    assert dvc_purge["details"]["dvc_stages"] == "corpora@law-co,experts@law-co,merge"
 
 
 def test_withdrawal_request_only_emits_the_event_for_a_deployed_flow(world, cli, stored_events):
@@ -491,9 +669,8 @@ def test_withdrawal_request_only_emits_the_event_for_a_deployed_flow(world, cli,
     assert event == {"actor": "dpo", "reason": "consent"}
     versions = _client().search_model_versions("name = 'flexo-expert-code-co'")
     assert "withdrawn" not in {v.tags["approval_status"] for v in versions}  # only requested
-    unknown = cli("withdraw", "--contributor", "nobody", "--as", "dpo")
+    unknown = cli("withdraw", "--contributor", "nobody", "--as", "operator")
     assert unknown.exit_code == 6 and "nothing to withdraw" in unknown.stderr
-    request, refusal = _ledger()[-2:]
-    assert (request["event"], refusal["event"], refusal["actor"]) == \
-        ("withdrawal-request", "refusal", "dpo")
+    refusal = _ledger()[-1]
+    assert (refusal["event"], refusal["actor"]) == ("refusal", "operator")
     assert "nothing to withdraw" in refusal["details"]["reason"]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from governance.policy import Policy
 from governance.release import (
     DomainFigures,
     ReleasedExpert,
@@ -9,7 +10,15 @@ from governance.release import (
     judge_release,
     model_card,
 )
-from governance.reviews import Review, Reviewer, ReviewRefused, Roster, check_review
+from governance.reviews import (
+    Review,
+    Reviewer,
+    ReviewRefused,
+    Roster,
+    check_gates,
+    check_review,
+)
+from governance.tags import ExpertTags, ExpertVersionTags
 
 NOW = "2026-11-29T12:00:00+00:00"
 
@@ -49,16 +58,72 @@ def test_review_rules_four_eyes_pending_only_and_declared_reviewers():
         again.get("mallory")
 
     review = Review(contributor="hosp", version=1, reviewer=rita, decision="approved", at=NOW)
-    check_review(review, "pending")
-    tags = review.tags().to_tags()
-    assert list(tags)[-1] == "approval_status"  # status written last
-    assert tags["reviewer_kind"] == "demo" and tags["reviewed_at"] == NOW
+    check_review(review, _published())
     with pytest.raises(ReviewRefused, match="only pending"):
-        check_review(review, "withdrawn")
+        check_review(review, _published(approval_status="withdrawn"))
     own = Review(contributor="sam", version=1, reviewer=Reviewer(name="sam"), decision="approved",
                  at=NOW)
     with pytest.raises(ReviewRefused, match="four eyes"):
-        check_review(own, "pending")
+        check_review(own, _published())
+
+
+def _published(**tags: str) -> ExpertVersionTags:
+    """A version as contribute publishes it: a module that passes the shipped gates."""
+    published = ExpertTags(contributor="hosp", anchor_fingerprint="a" * 64,
+                           weights_sha256="b" * 64, data_fingerprint="c" * 64, code_version="0.1",
+                           licence="cc-by-4.0", own_change=-0.1, public_change=0.01,
+                           extraction_rate=0.0).to_tags()
+    return ExpertVersionTags.from_tags(published | tags)
+
+
+def _review(reviewer: str, decision: str = "approved", at: str = NOW, **extra) -> Review:
+    return Review(contributor="hosp", version=1, reviewer=Reviewer(name=reviewer),
+                  decision=decision, at=at, **extra)
+
+
+def test_a_version_is_approved_by_the_required_number_of_distinct_reviewers():
+    first = _review("rita", note="looks fine")
+    approval = first.approval().to_tags()
+    assert list(approval)[-1] == "approval.rita" and approval["approval.rita"] == NOW
+    current = _published(**approval)
+    assert list(current.approvals) == ["rita"] and current.approval_status == "pending"
+    # one of two: nothing settled, the version stays pending
+    assert first.settled(current.approvals, required=2) is None
+    with pytest.raises(ReviewRefused, match="already approved"):  # the same reviewer twice
+        check_review(_review("rita", at="later"), current)
+    second = _review("sam", at="2026-11-29T12:05:00+00:00")
+    check_review(second, current)
+    both = _published(**approval, **second.approval().to_tags()).approvals
+    settled = second.settled(both, required=2).to_tags()
+    assert list(settled)[-1] == "approval_status"  # status written last
+    assert (settled["approval_status"], settled["reviewed_by"], settled["reviewer_kind"]) == \
+        ("approved", "rita,sam", "human")
+    # one rejection rejects, whatever the approvals so far
+    rejection = _review("sam", "rejected", note="no").settled(current.approvals, required=2)
+    assert (rejection.approval_status, rejection.reviewed_by) == ("rejected", "sam")
+
+
+def test_an_approval_passes_the_gates_or_waives_them_with_a_note():
+    leaky = _published(extraction_rate="0.25")
+    with pytest.raises(ReviewRefused) as refused:
+        check_gates(_review("rita"), Policy(), leaky)
+    assert "module_gates.max_extraction_rate: extraction rate 25.0%, at most 5.0%" in \
+        str(refused.value)
+    waived = _review("rita", note="audit on 8 documents", waivers={"max_extraction_rate": "8 docs"})
+    check_review(waived, leaky)
+    check_gates(waived, Policy(), leaky)
+    # recorded on the version, the waiver holds for the next reviewer
+    on_record = _published(extraction_rate="0.25", **waived.waiver_tags()[0].to_tags())
+    assert on_record.waivers["max_extraction_rate"].note == "8 docs"
+    check_gates(_review("sam"), Policy(), on_record)
+    with pytest.raises(ReviewRefused, match="needs a note"):
+        check_review(_review("rita", waivers={"max_extraction_rate": " "}), leaky)
+    with pytest.raises(ReviewRefused, match="not a gate that can be waived"):
+        check_review(_review("rita", waivers={"licence": "ours"}), leaky)
+    with pytest.raises(ReviewRefused, match="only when approving"):
+        check_review(_review("rita", "rejected", waivers={"dp_required": "x"}), leaky)
+    with pytest.raises(ReviewRefused, match="licence 'proprietary' is unknown"):
+        check_gates(waived, Policy(), _published(licence="proprietary"))
 
 
 def test_model_card_credits_every_contributor_and_states_the_gate():

@@ -63,13 +63,16 @@ def test_selection_takes_the_newest_approved_version_on_this_anchor_and_says_why
         "firm": [_version("firm", 1, "withdrawn")],
         "lab": [_version("lab", 2, "pending"), _version("lab", 1, "rejected")],
         "old": [_version("old", 1, "approved", anchor=OTHER)],
+        "bank": [_version("bank", 1, "approved")],  # asked to withdraw, not yet revoked
     }
-    selection = select_experts(3, ANCHOR, candidates)
+    selection = select_experts(3, ANCHOR, candidates, denied=frozenset({"bank"}))
     assert [(e.contributor, e.version, e.reviewed_by) for e in selection.experts] == \
         [("hosp", 2, "rita")]
     assert selection.experts[0].contribute_run_id == "run-hosp-2"
-    assert selection.excluded == {"firm": "withdrawn", "lab": "no approved version (1 pending)",
+    # the withdrawn are left out without being named in what the release writes
+    assert selection.excluded == {"lab": "no approved version (1 pending)",
                                   "old": "version 1 was trained on another anchor (ffffffffffff)"}
+    assert selection.withdrawn == ["bank", "firm"]
 
 
 def _answer(contributor: str, change: float) -> AcceptanceTags:
