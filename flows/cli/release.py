@@ -26,7 +26,7 @@ def release(
     top_k: Annotated[int | None, typer.Option(help="Experts per token (default: all).")] = None,
     rt_steps: Annotated[int | None, typer.Option(
         help="Router-tuning steps on the modules' published proxies (0: the untuned merge; "
-             "default: 100).")] = None,
+             "default: 200).")] = None,
     max_public_increase: Annotated[float, typer.Option(
         help="Gate: allowed rise of public perplexity.")] = 0.02,
     eval_tokens: Annotated[int, typer.Option(help="Held-out tokens per domain.")] = 16_384,
