@@ -153,8 +153,8 @@ def purge(record: WithdrawalRecord, actor: str) -> WithdrawalRecord:
 @task(cache_policy=NO_CACHE)
 def purge_dvc(root: Path, record: WithdrawalRecord, actor: str) -> WithdrawalRecord:
     """The contributor's stages out of the DVC project at `root`, their outputs and cache
-    objects garbage-collected (`components.dvc_purge`)."""
-    from components.dvc_purge import purge_contributor
+    objects garbage-collected (`flows.dvc_purge`)."""
+    from flows.dvc_purge import purge_contributor
 
     done = purge_contributor(root, record.contributor)
     record = record.model_copy(update={"purged": sorted({*record.purged,

@@ -56,7 +56,8 @@ def generate(
     only = consumer_selection(consumer, directory.resolve().name, only, names[1:])
     selection(names, only, exclude)  # unknown ids fail before any weight is loaded
     net = load_flexo_model(directory, deny_list=deny_list_path())  # re-read on every pass
-    active = [on and n not in denied()
+    gone = denied()  # read once, not once per expert
+    active = [on and n not in gone
               for n, on in zip(names, apply_selection(net, only=only, exclude=exclude),
                                strict=True)]
     tokenizer = load_tokenizer(directory)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from dvc_project import cache_texts, dvc_project
 
-from components.dvc_purge import purge_contributor
 from components.errors import ConfigError
+from flows.dvc_purge import purge_contributor
 
 
 def test_a_withdrawn_contributor_leaves_a_dvc_project_and_its_cache(tmp_path, monkeypatch):
