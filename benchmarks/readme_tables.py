@@ -133,7 +133,9 @@ def _withdrawal(report: dict) -> str:
           "1.00x", ""],
          ["request -> verified production (withdraw, re-release, acceptance, promotion)",
           f"{report['request_to_verified_production_seconds']:,.1f}",
-          f"{report['ratio_to_merge_and_evaluation']:.2f}x", "<= 1.5x"]],
+          f"{report['ratio_to_merge_and_evaluation']:.2f}x", "<= 1.5x"],
+         *([f"- of which {step.replace('_', ' ')}", f"{seconds:,.1f}", "", ""]
+           for step, seconds in report.get("steps_seconds", {}).items())],
         align=["left", "right", "right", "left"])
     return _with_notes(table, (
         f"`{report['plan']}` demo plan, {report['threads']} CPU threads, torch "

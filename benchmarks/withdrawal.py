@@ -11,8 +11,9 @@ held-out text; med-notes withdraws on another thread. Measured, in the same proc
 - **request to verified production**: `withdraw_flow` (deny, revoke, fingerprint, purge, the
   release without it), then the remaining contributor's acceptance and the promotion that
   verifies it (tensor hashes) and purges the release it replaces;
-- the baseline: that release's own merge + evaluation (its MLflow child runs), so the ratio says
-  what withdrawal adds on top of building the release it needs anyway.
+- the baseline: that release's own merge + evaluation (its MLflow child runs: router tuning and
+  merge; anchor and release on every held-out split), so the ratio says what withdrawal adds on
+  top of building the release it needs anyway; `steps_seconds` says where the rest goes.
 
     python -m benchmarks.withdrawal [--quick] [--out FILE]
 """
@@ -36,15 +37,17 @@ RESULTS = Path(__file__).parent / "results" / "withdrawal.json"
 LEAVING, STAYING = "med-notes", "code-commons"
 
 
-def _child_seconds(release_run_id: str) -> dict[str, float]:
-    """Seconds of the release run's `merge` and `evaluate` child runs, from MLflow."""
+def _release_seconds(release_run_id: str) -> tuple[dict[str, float], float]:
+    """Seconds of the release run's `merge` and `evaluate` child runs, and the wall-clock time
+    (epoch seconds) the release run started, from MLflow."""
     import mlflow
 
     children = mlflow.search_runs(
         experiment_names=["flexo-release"], output_format="list",
         filter_string=f"tags.mlflow.parentRunId = '{release_run_id}'")
+    started = mlflow.get_run(release_run_id).info.start_time / 1000
     return {r.info.run_name: (r.info.end_time - r.info.start_time) / 1000 for r in children
-            if r.info.run_name in ("merge", "evaluate")}
+            if r.info.run_name in ("merge", "evaluate")}, started
 
 
 def measure(home: Path, quick: bool) -> dict:
@@ -87,7 +90,7 @@ def measure(home: Path, quick: bool) -> dict:
         outcome["result"] = withdraw_flow(LEAVING, actor=LEAVING, reason="benchmark",
                                           release=p.release)
 
-    requested = time.perf_counter()
+    requested, requested_wall = time.perf_counter(), time.time()
     worker = threading.Thread(target=withdraw)
     worker.start()
     while share() > 0:
@@ -95,16 +98,19 @@ def measure(home: Path, quick: bool) -> dict:
     masked, masked_wall = time.perf_counter(), time.time()
     written_to_masked = masked_wall - deny_list_path().stat().st_mtime  # the deny-list's write
     worker.join()
+    withdrawn = time.perf_counter()
     rebuilt = outcome["result"].release
     accept_flow(STAYING, rebuilt.version, home / "contributors" / STAYING / "data",
                 AcceptConfig(eval_max_tokens=p.eval_max_tokens))
+    accepted = time.perf_counter()
     promoted = promote_flow(rebuilt.version)
     verified = time.perf_counter()
     assert promoted.promoted and read_record(LEAVING).verified_release == rebuilt.version
 
-    children = _child_seconds(rebuilt.mlflow_run_id)
+    children, release_started = _release_seconds(rebuilt.mlflow_run_id)
     baseline = children["merge"] + children["evaluate"]
     full = verified - requested
+    before_release = release_started - requested_wall
     return {
         "machine": platform.machine(), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "plan": "quick" if quick else "default",
@@ -113,6 +119,11 @@ def measure(home: Path, quick: bool) -> dict:
         "deny_list_to_masked_seconds": round(max(written_to_masked, 0.0), 4),
         "request_to_masked_seconds": round(masked - requested, 3),
         "request_to_verified_production_seconds": round(full, 1),
+        "steps_seconds": {  # where the request-to-verified-production time goes
+            "deny_revoke_fingerprint_purge": round(before_release, 1),
+            "release_flow": round(withdrawn - requested - before_release, 1),
+            "acceptance": round(accepted - withdrawn, 1),
+            "promotion_with_verification": round(verified - accepted, 1)},
         "release_merge_seconds": round(children["merge"], 1),
         "release_evaluate_seconds": round(children["evaluate"], 1),
         "ratio_to_merge_and_evaluation": round(full / baseline, 2),

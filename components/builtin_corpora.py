@@ -9,6 +9,7 @@ contributor, and a contributor whose data is none of these still finds public te
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.documents import Corpus, hash_bucket
+from components.documents import Corpus, Document, hash_bucket
 from components.errors import DataError
 
 TextStream = Iterator[tuple[str, str]]  # (text, source)
@@ -214,9 +215,20 @@ def _in_public_slice(digest: str) -> bool:
     return hash_bucket(digest, salt="public-slice") < PUBLIC_SLICE_PER_MILLE
 
 
+@functools.cache
+def _documents(name: str, root: Path, modified: float) -> tuple[Document, ...]:
+    """A source's documents, read and normalised once per process: every flow step, evaluation
+    and router tuning reads the same packages, and reading them is seconds each time. Keyed by
+    where the text lies and when it last changed, so a re-download is read again."""
+    s = SOURCES[name]
+    return tuple(Corpus.from_texts(name, s.read(root)).documents)
+
+
 def _read_source(name: str) -> Corpus:
     s = SOURCES[name]
-    return Corpus.from_texts(name, s.texts(), licence=s.licence, description=s.description)
+    root = s.root()
+    return Corpus(name, list(_documents(name, root, root.stat().st_mtime)), licence=s.licence,
+                  description=s.description)
 
 
 def load_domain(name: str) -> Corpus:
@@ -240,15 +252,12 @@ def unseen_corpus(name: str) -> Corpus:
 
 
 def public_mix() -> Corpus:
-    texts: list[tuple[str, str]] = []
-    for name in PUBLIC_SOURCES:
-        texts += [(d.text, d.source) for d in _read_source(name).documents]
-    for name in PRIVATE_DOMAINS:
-        texts += [(d.text, d.source) for d in _read_source(name).documents
-                  if _in_public_slice(d.digest)]
-    return Corpus.from_texts(PUBLIC, texts, licence="mixed (see DATASETS.md)",
-                             description="Bible, chat, maths, Wikipedia and a 5% disjoint slice of each "
-                                         "domain")
+    documents = [d for name in (*PUBLIC_SOURCES, *PRIVATE_DOMAINS)
+                 for d in _read_source(name).documents
+                 if name in PUBLIC_SOURCES or _in_public_slice(d.digest)]
+    return Corpus.from_documents(PUBLIC, documents, licence="mixed (see DATASETS.md)",
+                                 description="Bible, chat, maths, Wikipedia and a 5% disjoint "
+                                             "slice of each domain")
 
 
 def public_pool_index() -> dict:
@@ -280,7 +289,7 @@ def proxy_corpus(name: str) -> Corpus:
     else:
         raise DataError(f"unknown built-in domain '{name}'; choose one of: "
                         f"{', '.join((PUBLIC, *PRIVATE_DOMAINS))}")
-    texts = [(d.text, d.source) for n in names for d in _read_source(n).documents
-             if n in PUBLIC_SOURCES or _in_public_slice(d.digest)]
-    return Corpus.from_texts(f"{name}-proxy", texts, licence="mixed (see DATASETS.md)",
-                             description=f"public text resembling {name}")
+    documents = [d for n in names for d in _read_source(n).documents
+                 if n in PUBLIC_SOURCES or _in_public_slice(d.digest)]
+    return Corpus.from_documents(f"{name}-proxy", documents, licence="mixed (see DATASETS.md)",
+                                 description=f"public text resembling {name}")

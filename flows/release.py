@@ -189,21 +189,21 @@ def evaluate_release(release: Path, anchor: Path, cfg: ReleaseConfig,
     from governance.release import figures_table
 
     corpora = [load_domain(name).split("test") for name in (PUBLIC, *PRIVATE_DOMAINS)]
-    deny_list = withdrawals.deny_list_path()
-    before = evaluate_model(anchor, corpora, cfg.eval_max_tokens, device=cfg.device)
-    after = evaluate_model(release, corpora, cfg.eval_max_tokens, device=cfg.device,
-                           deny_list=deny_list)
-    figures = {a.domain.split(":")[0]: DomainFigures(anchor=a.perplexity, release=r.perplexity,
-                                                     tokens=r.tokens, routing=r.routing)
-               for a, r in zip(before, after, strict=True)}
-    metrics = {}
-    for domain, f in figures.items():
-        metrics |= {f"perplexity.{domain}.anchor": f.anchor,
-                    f"perplexity.{domain}.release": f.release, f"change.{domain}": f.change}
-        metrics |= {f"routing.{domain}.{expert}": share for expert, share in f.routing.items()}
-    series = {"anchor": {d: f.anchor for d, f in figures.items()},
-              "release": {d: f.release for d, f in figures.items()}}
-    with runs.child_run("evaluate") as run_id:
+    with runs.child_run("evaluate") as run_id:  # the run's duration is the evaluation's
+        before = evaluate_model(anchor, corpora, cfg.eval_max_tokens, device=cfg.device)
+        after = evaluate_model(release, corpora, cfg.eval_max_tokens, device=cfg.device,
+                               deny_list=withdrawals.deny_list_path())
+        figures = {a.domain.split(":")[0]: DomainFigures(
+            anchor=a.perplexity, release=r.perplexity, tokens=r.tokens, routing=r.routing)
+            for a, r in zip(before, after, strict=True)}
+        metrics = {}
+        for domain, f in figures.items():
+            metrics |= {f"perplexity.{domain}.anchor": f.anchor,
+                        f"perplexity.{domain}.release": f.release, f"change.{domain}": f.change}
+            metrics |= {f"routing.{domain}.{expert}": share
+                        for expert, share in f.routing.items()}
+        series = {"anchor": {d: f.anchor for d, f in figures.items()},
+                  "release": {d: f.release for d, f in figures.items()}}
         runs.log_figures(
             metrics, figures_table(figures, routing=True),
             {"perplexity.png": lambda path: plots.perplexity_bars(

@@ -53,6 +53,9 @@ def test_a_missing_data_wheel_is_refused_with_the_command_that_fetches_it(tmp_pa
 
 
 def test_splits_are_disjoint_and_identical_across_loads(builtin):
+    from components.builtin_corpora import _documents
+
+    _documents.cache_clear()  # read the packages again, not the process's copy
     for name in ("public", *PRIVATE_DOMAINS):
         again = load_domain(name)
         seen: set[str] = set()
@@ -79,3 +82,13 @@ def test_every_data_wheel_a_source_reads_is_pinned_in_data_wheels_txt():
               if line.strip() and not line.startswith("#")}
     read = {s.package for s in SOURCES.values() if s.package and s.module is None}
     assert read == pinned
+
+
+def test_a_loaded_corpus_is_the_callers_own():
+    """Sources are read once per process; each load still hands out its own corpus, so a step
+    that filters its documents changes no other step's."""
+    first, second = load_domain("legal"), load_domain("legal")
+    kept = len(second.documents)
+    first.documents.clear()
+    assert len(load_domain("legal").documents) == kept > 0
+    assert second.documents is not first.documents

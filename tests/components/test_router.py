@@ -40,3 +40,20 @@ def test_upcycled_copies_reproduce_the_anchor(tiny_anchor):
     ids = torch.randint(0, c.vocab_size, (2, 24))
     with torch.no_grad():
         torch.testing.assert_close(moe(ids).logits, dense(ids).logits, atol=1e-5, rtol=0)
+
+
+def test_the_same_texts_are_embedded_once_and_each_caller_gets_its_own_copy():
+    """r_pub's embedding sample is reused within a process (every anchor of one public mix
+    embeds the same texts): the reused tensor must be what a fresh computation gives, and a
+    caller that changes its copy must not change anyone else's."""
+    from components import router_rows
+
+    texts = ["def main(): return 0", "The patient presented with fever.", "To be, or not."]
+    first = router_rows.sentence_embeddings(texts)
+    first.zero_()  # one caller's change
+    reused = router_rows.sentence_embeddings(texts)
+    router_rows._EMBEDDED.clear()
+    fresh = router_rows.sentence_embeddings(texts)
+    assert torch.equal(reused, fresh)
+    torch.testing.assert_close(fresh.norm(dim=1), torch.ones(3))
+    assert router_rows.sentence_embeddings(texts[:2]).shape == (2, 384)  # another key

@@ -40,3 +40,20 @@ def test_held_out_text_shorter_than_the_sample_is_read_whole(builtin, tiny_ancho
     full = token_stream(texts, tokenizer)
     stream = held_out_stream(texts, tokenizer, full.numel() + 1000, 128)
     assert torch.equal(stream, full)
+
+
+def test_a_repeated_stream_is_the_fresh_tokenisation_and_each_caller_gets_its_own(builtin,
+                                                                                tiny_anchor):
+    """Streams are tokenised once per process for the same texts and tokenizer: what comes back
+    the second time must be what tokenising again gives, and a caller's change stays its own."""
+    from components import token_data
+
+    tokenizer = load_tokenizer(tiny_anchor)
+    texts = builtin["legal"].split("test").texts()[:20]
+    first = token_stream(texts, tokenizer, max_tokens=2000)
+    first.zero_()
+    reused = token_stream(texts, tokenizer, max_tokens=2000)
+    token_data._STREAMS.clear()
+    fresh = token_stream(texts, tokenizer, max_tokens=2000)
+    assert torch.equal(reused, fresh) and fresh.any()
+    assert token_stream(texts, tokenizer, max_tokens=1000).numel() == 1000  # another key

@@ -34,6 +34,7 @@ def test_dp_training_stays_within_the_target_epsilon_and_records_it(cli, tiny_an
     assert manifest["training"]["dp"]["epsilon"] == 8.0
 
 
+@pytest.mark.slow  # ~75 s: a second DP module, a merge and two evaluations
 def test_dp_with_huge_epsilon_differs_from_plain_training_and_still_learns(
         cli, tiny_anchor, modules, dp_root):
     """Same seed and settings as the plain literature module; epsilon 1e6 means almost no noise,
