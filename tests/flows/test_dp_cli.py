@@ -24,6 +24,7 @@ def dp_root(tmp_path_factory):
     return tmp_path_factory.mktemp("dp")
 
 
+@pytest.mark.slow  # ~30 s of DP training: the default suite stays under 15 minutes
 def test_dp_training_stays_within_the_target_epsilon_and_records_it(cli, tiny_anchor, dp_root):
     manifest = _train(cli, tiny_anchor, dp_root / "eps8", "--dp-epsilon", 8, "--steps", 60)
     spent = manifest["differential_privacy"]

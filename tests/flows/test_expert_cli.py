@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -37,6 +38,7 @@ def test_module_directory_holds_weights_and_a_manifest_without_text(modules, tin
     assert not list(directory.parent.glob(".legal*"))  # no resume or partial dirs left
 
 
+@pytest.mark.slow  # ~35 s (a second anchor imported): keeps the default suite < 15 min
 def test_merge_refuses_a_module_from_another_anchor(cli, tiny_anchor, modules, tmp_path):
     other = tmp_path / "other-src"
     shutil.copytree(tiny_anchor, other)
