@@ -48,7 +48,7 @@ case "$cmd" in
         "$VENV/bin/python" -m benchmarks.extraction_audit --anchor "$anchor"
         rm -rf "$(dirname "$anchor")"
         "$VENV/bin/python" -m benchmarks.orchestration_overhead  # the demo twice plain, once via flows
-        "$VENV/bin/python" -m benchmarks.withdrawal --quick  # the quick demo, then a withdrawal timed
+        "$VENV/bin/python" -m benchmarks.withdrawal  # the demo (~11 minutes), then a withdrawal timed
         "$VENV/bin/python" -m benchmarks.readme_tables ;;
     claims) setup
         "$VENV/bin/python" -m benchmarks.paper_claims "$@"

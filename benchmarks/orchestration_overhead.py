@@ -24,7 +24,6 @@ import torch
 from components.atomic import atomic_write
 from components.builtin_corpora import PRIVATE_DOMAINS, PUBLIC, load_domain
 from components.checkpoints import load_tokenizer
-from components.documents import Corpus
 from components.expert_module import ModuleRef
 from flows.demo import CONTRIBUTORS, WITHDRAWING, DemoPlan, plan
 
@@ -41,7 +40,7 @@ def plain_story(root: Path, p: DemoPlan) -> None:
     )
     from components.extraction_audit import extraction_audit
     from components.merge import merge
-    from components.pii import screen
+    from components.pii import screen_corpus
     from components.router_tuning import proxy_router_tuner
     from components.runtime import load_flexo_model
     from components.user_data import load_directory, write_directory
@@ -57,10 +56,7 @@ def plain_story(root: Path, p: DemoPlan) -> None:
     for contributor, domain in CONTRIBUTORS.items():
         data = write_directory(load_domain(domain), root / "data" / contributor, domain)
         validate_directory(data, ValidationConfig())
-        raw = load_directory(data)
-        texts, _ = screen([d.text for d in raw.documents], "redact")
-        corpus = Corpus.from_texts(raw.name, zip(texts, [d.source for d in raw.documents],
-                                                 strict=True))
+        corpus, _ = screen_corpus(load_directory(data), "redact")
         corpora[contributor] = corpus
         proxies = choose_proxies(anchor, corpus, p.proxies)  # pool embeddings: shared cache
         manifest, _ = train_module(anchor, contributor, corpus, p.expert,
@@ -74,14 +70,14 @@ def plain_story(root: Path, p: DemoPlan) -> None:
         extraction_audit(load_flexo_model(dense), load_tokenizer(dense), corpus.training_texts(),
                          p.audit)
         refs.append(ref)
-    held_out = [load_domain(name).split("test") for name in (PUBLIC, *PRIVATE_DOMAINS)]
+    test_splits = [load_domain(name).split("test") for name in (PUBLIC, *PRIVATE_DOMAINS)]
     for n, release in enumerate((refs, [r for r in refs if r.name != WITHDRAWING])):
         out = root / f"release-{n}"
         proxies = published_proxies(anchor, {r.name: r.directory for r in release})
         merge(anchor, release, out, top_k=len(release) + 1,
               tune=proxy_router_tuner(anchor, proxies, p.release.router_tuning()))
-        before = evaluate_model(anchor, held_out, p.release.eval_max_tokens)
-        after = evaluate_model(out, held_out, p.release.eval_max_tokens)
+        before = evaluate_model(anchor, test_splits, p.release.eval_max_tokens)
+        after = evaluate_model(out, test_splits, p.release.eval_max_tokens)
         judge_release({a.domain: DomainFigures(anchor=a.perplexity, release=r.perplexity,
                                                tokens=r.tokens)
                        for a, r in zip(before, after, strict=True)}, [],

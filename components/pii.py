@@ -27,6 +27,8 @@ from phonenumbers import Leniency
 from pydantic import BaseModel
 from stdnum import iban, isbn, luhn
 
+from components.documents import Corpus
+
 PiiPolicy = Literal["fail", "redact", "allow"]
 
 # Regions whose national-format numbers (no `+country code`) count as phone numbers.
@@ -153,3 +155,14 @@ def screen(texts: list[str], policy: PiiPolicy) -> tuple[list[str], PiiReport]:
     report = PiiReport(policy=policy, documents=len(texts), documents_with_pii=flagged,
                        counts={k: total.get(k, 0) for k in KINDS})
     return out, report
+
+
+def screen_corpus(corpus: Corpus, policy: PiiPolicy) -> tuple[Corpus, PiiReport]:
+    """`screen` over a corpus: what training or evaluation sees (the redacted corpus when the
+    policy says so: its splits follow the redacted text) and the counts report."""
+    texts, report = screen([d.text for d in corpus.documents], policy)
+    if policy == "redact":
+        corpus = Corpus.from_texts(corpus.name, ((t, d.source) for t, d in
+                                                 zip(texts, corpus.documents, strict=True)),
+                                   licence=corpus.licence, description=corpus.description)
+    return corpus, report

@@ -15,13 +15,13 @@ machine: perplexities, the change, routing shares and the verdict. `promote_flow
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from components.evaluation import AcceptanceFigures
+from components.pii import PiiPolicy
 from flows import events, ledger, withdrawals
 from flows.retries import retried
 from flows.tracking import registry, releases, runs
@@ -36,7 +36,7 @@ class AcceptConfig(BaseModel):
     """How a contributor judges a release."""
 
     margin: float = Field(0.0, ge=0, lt=1)  # own-domain perplexity must fall at least this much
-    pii: Literal["fail", "redact", "allow"] = "redact"  # as in the contribution: same split
+    pii: PiiPolicy = "redact"  # as in the contribution: same split
     eval_max_tokens: int = Field(16_384, gt=0)  # held-out tokens, own and public
     device: str | None = None
 

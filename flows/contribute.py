@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -26,7 +25,7 @@ from components.errors import DataError
 from components.evaluation import LocalEvaluation
 from components.expert_training import ExpertConfig
 from components.extraction_audit import AuditConfig, AuditResult
-from components.pii import PiiReport
+from components.pii import PiiPolicy, PiiReport
 from components.proxy_selection import ProxyConfig
 from components.validation import ValidationConfig, ValidationReport
 from flows import events, ledger
@@ -45,7 +44,7 @@ class ContributeConfig(BaseModel):
 
     expert: ExpertConfig = ExpertConfig()
     validation: ValidationConfig = ValidationConfig()
-    pii: Literal["fail", "redact", "allow"] = "redact"
+    pii: PiiPolicy = "redact"
     audit: AuditConfig | None = AuditConfig()  # None skips the extraction audit
     proxies: ProxyConfig | None = ProxyConfig()  # None skips proxy selection
     device: str | None = None
@@ -118,14 +117,12 @@ def validate_data(data: Path, cfg: ValidationConfig) -> ValidationReport:
 
 
 @task(cache_policy=NO_CACHE)
-def screen_pii(data: Path, policy: str) -> tuple[Corpus, PiiReport]:
+def screen_pii(data: Path, policy: PiiPolicy) -> tuple[Corpus, PiiReport]:
     """Load the corpus and apply the PII policy: the corpus returned is what training sees."""
-    from components.pii import screen
+    from components.pii import screen_corpus
     from components.user_data import load_directory
 
-    corpus = load_directory(data)
-    sources = [d.source for d in corpus.documents]
-    texts, report = screen([d.text for d in corpus.documents], policy)
+    corpus, report = screen_corpus(load_directory(data), policy)
     with runs.child_run("pii"):
         runs.log_params({"policy": policy})
         runs.log_metrics({f"pii.{kind}": n for kind, n in report.counts.items()}
@@ -133,9 +130,6 @@ def screen_pii(data: Path, policy: str) -> tuple[Corpus, PiiReport]:
     if policy == "fail" and report.found:
         raise DataError(f"PII found ({report.found} values in {report.documents_with_pii} "
                         f"documents) and the policy is 'fail'; remove it or use --pii redact")
-    if policy == "redact":
-        corpus = Corpus.from_texts(corpus.name, zip(texts, sources, strict=True),
-                                   licence=corpus.licence, description=corpus.description)
     found = ", ".join(f"{k} {v}" for k, v in report.counts.items() if v) or "none"
     get_run_logger().info("PII (%s): %s", policy, found)
     return corpus, report

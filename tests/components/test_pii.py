@@ -50,3 +50,25 @@ def test_phones_are_found_anywhere_in_a_long_document_and_short_numbers_far_from
     text, counts = scrub(f"{numbers[0]} is the desk. {prose}Out of hours: {numbers[1]}")
     assert dict(counts) == {"phone": 2}
     assert text == f"[PHONE] is the desk. {prose}Out of hours: [PHONE]"
+
+
+
+@pytest.mark.parametrize("policy", ["redact", "allow"])
+def test_a_screened_corpus_is_what_training_sees(policy):
+    """`screen_corpus` (contribute's step): redacted text under `redact`, split by that text's
+    hash, each document's source kept; the corpus untouched under `allow`."""
+    from components.documents import Corpus
+    from components.pii import screen_corpus
+
+    raw = Corpus.from_texts("notes", [(f"Visit {i}: mail patient{i}@example.org.", f"f{i}")
+                                      for i in range(40)], licence="own")
+    seen, report = screen_corpus(raw, policy)
+    assert report.counts["email"] == 40 and seen.licence == "own"
+    assert [d.source for d in seen.documents] == [d.source for d in raw.documents]
+    if policy == "allow":
+        assert seen.fingerprint() == raw.fingerprint()
+    else:
+        assert all("[EMAIL]" in d.text and "@" not in d.text for d in seen.documents)
+        assert seen.fingerprint() == Corpus.from_texts(
+            "x", [(d.text.split(" mail ")[0] + " mail [EMAIL].", "") for d in raw.documents]
+        ).fingerprint() != raw.fingerprint()
