@@ -41,12 +41,28 @@ def policy_path() -> Path:
     return home if home.is_file() else DEFAULT_POLICY
 
 
+_read: dict[Path, tuple[tuple[int, int, int], Policy]] = {}  # path -> (its stat, its policy)
+
+
 def policy_in_force() -> Policy:
+    """The policy in force, parsed again only when its file changed (a server asks on every
+    request; `set_policy` replaces the file, which changes its inode)."""
+    path = policy_path()
     try:
-        return load_policy(policy_path())
+        st = path.stat()
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    except FileNotFoundError:
+        stamp = None  # load_policy names the missing file
+    if stamp is not None and (cached := _read.get(path)) and cached[0] == stamp:
+        return cached[1]
+    try:
+        policy = load_policy(path)
     except PolicyError as e:
         raise ConfigError(f"{e}; fix the file or set a valid one with `flexo policy set FILE`"
                           ) from None
+    if stamp is not None:
+        _read[path] = (stamp, policy)
+    return policy
 
 
 def enforce(actor: str, subject: str, action: str, rule: Callable[[Policy], T],
@@ -113,3 +129,36 @@ def set_policy(source: Path, actor: str) -> PolicyChange:
     ledger.record("policy-change", actor, "policy", source=str(Path(source).resolve()),
                   old_sha256=change.old_sha256, new_sha256=change.new_sha256)
     return change
+
+
+def issue_key(consumer: str, actor: str) -> str:
+    """A new API key for `consumer`: its digest joins `roles.consumer_keys` in this home's
+    policy (comments and order kept; set like any policy change: operators only, on the
+    ledger). The key itself is returned once and stored nowhere."""
+    import io
+    import secrets
+    import tempfile
+
+    from ruamel.yaml import YAML
+
+    from governance.contributors import InvalidContributorId, validate_contributor_id
+    from governance.policy import key_digest
+
+    try:
+        validate_contributor_id(consumer)
+    except InvalidContributorId as e:
+        raise ConfigError(str(e)) from None
+    key = "flexo-" + secrets.token_urlsafe(32)
+    yaml = YAML()
+    doc = yaml.load(policy_path().read_text(encoding="utf-8")) or {}
+    roles = doc.setdefault("roles", {})
+    keys = roles.get("consumer_keys") or {}
+    keys.setdefault(consumer, []).append(key_digest(key))
+    roles["consumer_keys"] = keys
+    buffer = io.StringIO()
+    yaml.dump(doc, buffer)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / POLICY_FILE
+        staged.write_text(buffer.getvalue(), encoding="utf-8")
+        set_policy(staged, actor)
+    return key

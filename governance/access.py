@@ -8,7 +8,9 @@ embedded mode; a server deployment maps it onto its own identities). Every refus
 
 from __future__ import annotations
 
-from governance.policy import Policy
+import hmac
+
+from governance.policy import Policy, key_digest
 
 
 class AccessRefused(ValueError):
@@ -66,6 +68,16 @@ def entitled_selection(policy: Policy, consumer: str, only: list[str] | None,
         raise AccessRefused("roles.consumers", f"'{consumer}' is not entitled to "
                             f"{', '.join(refused)} (entitled: {_listed(entitled)})")
     return entitled if only is None else only
+
+
+def consumer_for_key(policy: Policy, key: str) -> str | None:
+    """The consumer an API key belongs to (`roles.consumer_keys`), or None for an unknown key;
+    digests are compared in constant time."""
+    digest = key_digest(key)
+    for consumer, digests in policy.roles.consumer_keys.items():
+        if any(hmac.compare_digest(digest, d) for d in digests):
+            return consumer
+    return None
 
 
 def require_withdrawer(policy: Policy, contributor: str, actor: str) -> None:

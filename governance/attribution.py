@@ -59,11 +59,13 @@ class AttributionStore:
         finally:
             conn.close()
 
-    def append(self, record: AttributionRecord) -> None:
+    def append(self, *records: AttributionRecord) -> None:
+        """Append `records` in one transaction (a server appends a batch's at once)."""
         with self._connect() as conn:
-            conn.execute("INSERT INTO records (time, release, consumer, body) VALUES (?, ?, ?, ?)",
-                         (record.time, record.release, record.consumer,
-                          record.model_dump_json()))
+            conn.executemany("INSERT INTO records (time, release, consumer, body) "
+                             "VALUES (?, ?, ?, ?)",
+                             [(r.time, r.release, r.consumer, r.model_dump_json())
+                              for r in records])
 
     def records(self, since: str | None = None,
                 release: str | None = None) -> list[AttributionRecord]:

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from governance.contributors import ContributorId
 
@@ -36,10 +44,19 @@ class PolicyError(ValueError):
     """The policy file is unusable, or a rule refused; the message names the field or rule."""
 
 
+KeyDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+def key_digest(key: str) -> str:
+    """How the policy holds an API key: its SHA-256, never the key itself."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 class Roles(BaseModel):
     """Who may do what. An empty `reviewers` or `contributors` list admits anyone (the declared
     roster still applies to reviewers); consumers map to the experts they may switch on
-    (`"*"`: all)."""
+    (`"*"`: all); `consumer_keys` maps consumers to the digests of their API keys (a server
+    knows a caller by its key)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,6 +64,7 @@ class Roles(BaseModel):
     reviewers: list[ContributorId] = []
     contributors: list[ContributorId] = []
     consumers: dict[ContributorId, list[str]] = {}
+    consumer_keys: dict[ContributorId, list[KeyDigest]] = {}
 
 
 class ModuleGates(BaseModel):

@@ -23,6 +23,7 @@ from flows.cli import (  # noqa: F401  (each module registers its commands, in h
     policy,
     release,
     review,
+    serve,
     validate,
     withdraw,
 )

@@ -69,22 +69,9 @@ def generate(
     on = [n for n, flag in zip(names, active, strict=True) if flag]
     out.print(f"[dim]experts on: {', '.join(on)}[/dim]")
     if output.shape[1] > ids.shape[1]:  # something was generated to attribute
-        shares = _record_attribution(net, output, ids.shape[1], directory, on, consumer,
-                                     loo=attribution == Attribution.loo)
+        from flows.attribution import record_generation
+
+        shares = record_generation(net, output, ids.shape[1], directory.resolve().name, on,
+                                   consumer, loo=attribution == Attribution.loo)
         if attribution is not None:
             out.print(attribution_table(shares))
-
-
-def _record_attribution(net, output, prompt_tokens: int, directory: Path, on: list[str],
-                        consumer: str, loo: bool):
-    from components.attribution import attribute
-    from components.clock import timestamp
-    from flows.settings import flexo_home
-    from governance.attribution import STORE_FILE, AttributionRecord, AttributionStore
-
-    found = attribute(net, output, prompt_tokens, loo=loo)
-    AttributionStore(flexo_home() / STORE_FILE).append(AttributionRecord(
-        time=timestamp(), release=directory.resolve().name, consumer=consumer,
-        prompt_tokens=prompt_tokens, generated_tokens=found.generated_tokens, active=on,
-        routing=found.routing, loo=found.loo))
-    return found

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.app import command, out, sub_app
+from flows.cli.app import command, err, out, sub_app
 from flows.cli.options import OperatorOpt
 
 group = sub_app("policy", "The governance policy: roles, approvals, module gates, licences.")
@@ -38,3 +38,18 @@ def set_(
     change = set_policy(file, actor)
     out.print(f"policy set: {change.path} (sha256 {change.old_sha256[:12]} -> "
               f"{change.new_sha256[:12]}), recorded on the ledger", highlight=False)
+
+
+@command(group, log=None)
+def key(
+    consumer: Annotated[str, typer.Option(help="The consumer the key identifies (the policy's "
+                                          "roles.consumers entitles it to experts).")],
+    actor: OperatorOpt = "operator",
+) -> None:
+    """A new API key for CONSUMER (for `flexo serve`): printed once, only its sha256 is kept in
+    the policy; operators only, on the ledger."""
+    from flows.policy import issue_key
+
+    out.print(issue_key(consumer, actor), highlight=False, soft_wrap=True)  # alone on stdout
+    err.print(f"[dim]API key for {consumer}: shown once, keep it secret; its sha256 is in the "
+              f"policy's roles.consumer_keys, the change on the ledger[/dim]", highlight=False)

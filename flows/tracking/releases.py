@@ -20,7 +20,8 @@ PIP_REQUIREMENTS = ["flexo", "torch==2.13.0", "transformers", "safetensors", "ml
 # What a request may pass as `params` (MLflow drops any not in the signature). The example is
 # also run once at logging time: the model is loaded and generates before it is registered.
 EXAMPLE_PROMPTS = ["The patient"]
-EXAMPLE_PARAMS = {"max_new_tokens": 8, "only": "", "exclude": "", "temperature": 0.0, "seed": 0}
+EXAMPLE_PARAMS = {"max_new_tokens": 8, "only": "", "exclude": "", "temperature": 0.0, "seed": 0,
+                  "attribution": ""}
 
 
 def register_release(directory: Path, tags: ReleaseTags, release_json: dict) -> int:

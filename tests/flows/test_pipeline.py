@@ -9,13 +9,16 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
 import mlflow
 import pytest
 from dvc_project import cache_texts, dvc_project
 from mlflow import MlflowClient
+from model_server import flexo_serve, load, mlflow_serve
 from prefect_server import run_worker, server_client, server_deployment, wait_for_runs
 
 from components.documents import Corpus
@@ -174,7 +177,9 @@ def test_release_is_registered_with_aliases_tags_plots_and_a_loadable_checkpoint
     logits, shares = computed()
     [without] = pyfunc.predict(["def main("], params={"max_new_tokens": 6, "exclude": "code-co"})
     logits_without, shares_without = computed()
-    assert isinstance(text, str) and isinstance(without, str)
+    assert isinstance(text.text, str) and isinstance(without.text, str)
+    assert text.experts_on == ["public", "code-co", "med-co"]
+    assert without.experts_on == ["public", "med-co"] and without.routing is None
     assert shares["code-co"] > 0 and shares_without["code-co"] == 0
     assert shares_without["med-co"] > 0
     assert not torch.allclose(logits, logits_without)
@@ -481,9 +486,10 @@ def _accept_release(cli, contributor: str, data: Path, version: int) -> dict:
     return json.loads(result.stdout)
 
 
-def _in_production_with_law_co(world, cli, builtin) -> int:
+@pytest.fixture(scope="module")
+def three_in_production(world, cli, builtin) -> int:
     """A third contributor (legal text) joins; a release of all three reaches production
-    through everyone's acceptance. Returns its version."""
+    through everyone's acceptance. Its version."""
     from components.user_data import write_directory
     from flows.contribute import contribute_flow
     from flows.release import release_flow
@@ -518,8 +524,56 @@ def _files_holding(home: Path, hashes: set[str]) -> list[Path]:
     return found
 
 
-def test_a_withdrawal_masks_at_once_purges_and_production_is_verified_free_of_it(world, cli,
-                                                                                 builtin):
+def test_mlflow_serves_the_release_with_its_params_as_flexo_generate_does(
+        world, cli, three_in_production, tmp_path):
+    """Issue 16 acceptance 2: `mlflow models serve` of the registered production release takes
+    `params` (the signature's ParamSchema declares them, or MLflow would drop them): excluding
+    an expert changes the answer exactly as it changes `flexo generate`'s."""
+    from flows.tracking import runs
+
+    pyfunc = mlflow.pyfunc.load_model("models:/flexo-release@production")
+    assert {p.name for p in pyfunc.metadata.get_params_schema().params} == {
+        "only", "exclude", "max_new_tokens", "temperature", "seed", "attribution"}
+    prompt, env = "def main(", {"MLFLOW_TRACKING_URI": runs.configure(),
+                                "FLEXO_HOME": str(world["home"])}
+    with mlflow_serve("models:/flexo-release@production", log=tmp_path / "mlflow-serve.log",
+                      env=env) as server:
+        answers = {}
+        for name, params in (("all", {}), ("without", {"exclude": "code-co"})):
+            sent = httpx.post(server.url + "/invocations", timeout=120, json={
+                "inputs": [prompt], "params": {"max_new_tokens": 12, "attribution": "routing",
+                                               **params}})
+            assert sent.status_code == 200, sent.text
+            [answers[name]] = sent.json()["predictions"]
+    expected = {name: cli("generate", "--prompt", prompt, "--greedy", "--max-new-tokens", 12,
+                          *options) for name, options in (("all", []),
+                                                          ("without", ["--exclude", "code-co"]))}
+    for name, answer in answers.items():
+        assert expected[name].exit_code == 0, expected[name].output
+        assert " ".join((prompt + answer["text"]).split()) == \
+            " ".join(expected[name].stdout.split("experts on:")[0].split())
+    # the params were not dropped: `attribution` answered, `exclude` took code-co's share
+    assert answers["without"]["routing"]["code-co"] == 0 < answers["all"]["routing"]["code-co"]
+    assert answers["without"]["experts_on"] == [e for e in answers["all"]["experts_on"]
+                                                if e != "code-co"]
+    assert set(answers["all"]["experts_on"]) == {"public", "code-co", "med-co", "law-co"}
+
+
+ASK = {"model": "production", "prompt": "The patient", "max_tokens": 4, "temperature": 0}
+
+
+@pytest.fixture
+def serving_production(world, three_in_production, tmp_path):
+    """`flexo serve` following `production` (checked every second), and a second process that
+    keeps asking it for completions that name no expert."""
+    with flexo_serve("--release", "production", "--poll-seconds", 1, "--no-auth",
+                     log=tmp_path / "serve.log", env={"FLEXO_HOME": str(world["home"])}
+                     ) as server, load(server.url + "/v1/completions", ASK, tmp_path) as codes:
+        yield server.url, codes
+
+
+def test_a_withdrawal_masks_at_once_purges_and_production_is_verified_free_of_it(
+        world, cli, builtin, three_in_production, serving_production):
     """Issue 15 acceptance 2 through the CLI: three contributors in production; one withdraws;
     from then on nothing routes to it, a runtime loaded before included; its files are gone
     from the store; the re-release reaches production through acceptance and is verified free
@@ -530,7 +584,7 @@ def test_a_withdrawal_masks_at_once_purges_and_production_is_verified_free_of_it
     from flows.withdrawals import deny_list_path, read_record
 
     home, client = world["home"], _client()
-    old = _in_production_with_law_co(world, cli, builtin)
+    old = three_in_production
     module = next((home / "cache" / "modules").glob("flexo-expert-med-co-v*"))
     withdrawn = module_tensor_hashes(module / "expert.safetensors")
     assert _files_holding(home, withdrawn)  # the check below can fail: today it finds them
@@ -549,6 +603,9 @@ def test_a_withdrawal_masks_at_once_purges_and_production_is_verified_free_of_it
 
     assert med_share() > 0
     versions_before = len(client.search_model_versions("name = 'flexo-release'"))
+    url, load_codes = serving_production  # issue 16 acceptance 3: a server under load
+    naming_med = {**ASK, "experts": {"only": ["med-co"]}}
+    assert httpx.post(url + "/v1/completions", json=naming_med, timeout=60).status_code == 200
 
     refused = cli("withdraw", "--contributor", "med-co", "--as", "code-co")  # not its module
     assert refused.exit_code == 6 and "roles.operators" in refused.stderr
@@ -557,6 +614,12 @@ def test_a_withdrawal_masks_at_once_purges_and_production_is_verified_free_of_it
     assert result.exit_code == 0, result.output
     assert f"production is v{old}, served with med-co masked" in " ".join(result.stdout.split())
     assert med_share() == 0.0  # the runtime loaded before: no reload, no restart
+    refused = httpx.post(url + "/v1/completions", json=naming_med, timeout=60)
+    assert refused.status_code == 409 and "med-co withdrew" in refused.json()["error"]["message"]
+    served = httpx.post(url + "/v1/completions", json={**ASK, "attribution": "routing"},
+                        timeout=60).json()
+    assert served["release"] == f"v{old}" and "med-co" not in served["experts_on"]
+    assert served["choices"][0]["attribution"]["routing"]["med-co"] == 0
     only = cli("generate", "--prompt", "The patient", "--only", "med-co", "--max-new-tokens", 2)
     assert only.exit_code == 6 and "med-co withdrew" in only.stderr
     served = cli("generate", "--prompt", "The patient", "--max-new-tokens", 2, "--greedy")
@@ -601,6 +664,16 @@ def test_a_withdrawal_masks_at_once_purges_and_production_is_verified_free_of_it
     assert _files_holding(home, withdrawn) == []
     assert registry.version_files_listing("flexo-release", old) == []
     assert cli("ledger", "verify").exit_code == 0
+    # the server swaps to the re-release by itself, between requests, without a restart
+    deadline = time.monotonic() + 120
+    while httpx.get(url + "/healthz").json()["release"] != f"v{new}":
+        assert time.monotonic() < deadline, "the server still serves the withdrawn release"
+        time.sleep(0.5)
+    served = httpx.post(url + "/v1/completions", json=ASK, timeout=60).json()
+    assert served["release"] == f"v{new}"
+    assert served["experts_on"] == ["public", "code-co", "law-co"]
+    codes = load_codes()
+    assert len(codes) > 10 and set(codes) == {"200"}, sorted(set(codes))
 
     entries = len(_ledger())
     again = cli("withdraw", "--contributor", "med-co", "--as", "med-co")

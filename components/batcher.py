@@ -1,0 +1,142 @@
+"""Dynamic batching for a server: requests that can share a forward pass wait a few
+milliseconds for company, then run together, one batch at a time, off the event loop.
+
+Requests carry a key (for flexo: the expert mask and the sampling settings); a batch holds
+requests of one key only, at most `max_batch` of them, taken in arrival order from the oldest
+waiting request's key. The queue is bounded: a request that finds it full is refused at once
+(`QueueFull`), so an overloaded server answers "later" instead of piling up work. `drain` lets
+every admitted request finish (a graceful shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+Job = TypeVar("Job")
+
+
+class QueueFull(RuntimeError):
+    """The server's queue is at its bound; the caller should retry later."""
+
+
+@dataclass
+class Pending(Generic[Job]):
+    key: Hashable
+    job: Job
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+BatchRun = tuple[list[Any], Callable[[], None] | None]
+
+
+class Batcher(Generic[Job]):
+    """`run_batch(jobs)` runs in one worker thread and returns one result (or exception) per job,
+    in order, and optionally a follow-up: work for the same thread once the results are out
+    (bookkeeping that must not delay the responses and must finish before the next batch)."""
+
+    def __init__(self, run_batch: Callable[[list[Job]], BatchRun], max_batch: int = 16,
+                 max_wait_s: float = 0.01, max_queue: int = 64,
+                 executor: ThreadPoolExecutor | None = None):
+        if max_batch < 1 or max_queue < 1 or max_wait_s < 0:
+            raise ValueError("max_batch and max_queue must be >= 1 and max_wait_s >= 0")
+        self.run_batch, self.max_batch, self.max_wait_s = run_batch, max_batch, max_wait_s
+        self.max_queue = max_queue
+        self._waiting: list[Pending[Job]] = []
+        self._wake = asyncio.Event()
+        # one thread runs every batch; a caller may share its own single-thread executor (so
+        # that other work on the same model runs in the same thread, between batches)
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1,
+                                                        thread_name_prefix="flexo-batch")
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.batches_run = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def enqueue(self, key: Hashable, job: Job) -> asyncio.Future:
+        """Admit `job`: its future gets the result once its batch ran (cancel it to withdraw a
+        job still waiting). QueueFull at once when the queue is at its bound or the batcher is
+        shutting down."""
+        if self._closing:
+            raise QueueFull("the server is shutting down")
+        if len(self._waiting) >= self.max_queue:
+            raise QueueFull(f"{len(self._waiting)} requests are waiting (the bound is "
+                            f"{self.max_queue})")
+        pending = Pending(key, job)
+        self._waiting.append(pending)
+        self._wake.set()
+        return pending.done
+
+    async def submit(self, key: Hashable, job: Job) -> Any:
+        return await self.enqueue(key, job)
+
+    def _take(self) -> list[Pending[Job]]:
+        key = self._waiting[0].key
+        batch = [p for p in self._waiting if p.key == key][:self.max_batch]
+        taken = {id(p) for p in batch}
+        self._waiting = [p for p in self._waiting if id(p) not in taken]
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._waiting:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self.max_wait_s and len(self._waiting) < self.max_batch:
+                await self._company()
+            batch = [p for p in self._take() if not p.done.cancelled()]
+            if not batch:
+                continue
+            followup = None
+            try:
+                results, followup = await loop.run_in_executor(self._executor, self.run_batch,
+                                                               [p.job for p in batch])
+            except Exception as e:  # noqa: BLE001  (the whole batch failed: each request hears why)
+                results = [e] * len(batch)
+            self.batches_run += 1
+            for pending, result in zip(batch, results, strict=True):
+                if pending.done.done():
+                    continue
+                if isinstance(result, BaseException):
+                    pending.done.set_exception(result)
+                else:
+                    pending.done.set_result(result)
+            if followup is not None:
+                await loop.run_in_executor(self._executor, followup)
+
+    async def _company(self) -> None:
+        """Wait up to `max_wait_s` for concurrent requests to join, less once a full batch
+        is waiting."""
+        deadline = asyncio.get_running_loop().time() + self.max_wait_s
+        while len(self._waiting) < self.max_batch and not self._closing:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
+
+    async def drain(self) -> None:
+        """Refuse new requests, finish every admitted one, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._own_executor:
+            self._executor.shutdown(wait=True)
