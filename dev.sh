@@ -49,7 +49,7 @@ case "$cmd" in
         rm -rf "$(dirname "$anchor")"
         "$VENV/bin/python" -m benchmarks.orchestration_overhead  # the demo twice plain, once via flows
         "$VENV/bin/python" -m benchmarks.withdrawal  # the demo (~11 minutes), then a withdrawal timed
-        "$VENV/bin/python" -m benchmarks.serve_load  # flexo serve under load (~2 minutes)
+        "$VENV/bin/python" -m benchmarks.serve_load  # flexo serve under load (~5 minutes)
         "$VENV/bin/python" -m benchmarks.readme_tables ;;
     claims) setup
         "$VENV/bin/python" -m benchmarks.paper_claims "$@"

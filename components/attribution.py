@@ -4,7 +4,8 @@ Two measures, both over the positions whose outputs chose the generated tokens (
 position to the one before the last token):
 
 - **routing**: the routing weight each expert received there (the top-k weights the layers
-  applied, summed over positions and layers), as shares. One forward pass over the text.
+  applied, summed over positions and layers), as shares. One forward pass over the text, or
+  none: `RoutingTally` takes the same weights from the passes `generate` makes anyway.
 - **leave-one-out** (`loo`): how much the log-likelihood of the generated tokens drops when each
   expert is masked (n+1 forward passes over the same text, no regeneration). An expert that was
   already off gets exactly 0; the public expert is masked too, for this measure only.
@@ -15,7 +16,9 @@ Only numbers come out: no token ids, no text.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from functools import partial
+from typing import Self
 
 import torch
 from pydantic import BaseModel
@@ -91,6 +94,52 @@ def routing_shares(model: PreTrainedModel, rows: list[list[int]], prompt_tokens:
         for hook in hooks:
             hook.remove()
     return [dict(zip(names, (t / t.sum()).tolist(), strict=True)) for t in totals]
+
+
+class RoutingTally:
+    """Routing attribution taken while `generate` runs, instead of a forward pass afterwards.
+
+    With a KV cache, generation pass 0 ends at the last prompt position (left padding lines every
+    row up there) and pass s at new token s, so the last positions of a row's first n passes are
+    exactly the positions that chose its n tokens: the ones `routing_shares` counts. The routers'
+    forward hooks add the weights applied at each pass's last position, per row."""
+
+    def __init__(self, model: PreTrainedModel, rows: int):
+        self.names, self.rows = expert_names(model.config), rows
+        self._routers = routers(model) if model.config.model_type == "flex_olmo" else []
+        self._passes: list[torch.Tensor] = []  # (rows, experts) per forward pass
+        self._hooks: list = []
+
+    def __enter__(self) -> Self:
+        self._hooks = [r.register_forward_hook(partial(self._record, layer == 0))
+                       for layer, r in enumerate(self._routers)]
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    def _record(self, opens_pass: bool, _module, _inputs, output) -> None:
+        _, weights, index = output  # (rows * width, k)
+        if opens_pass:
+            self._passes.append(torch.zeros((self.rows, len(self.names)), dtype=torch.float64))
+        k = weights.shape[-1]
+        last_weights = weights.reshape(self.rows, -1, k)[:, -1].double().cpu()
+        self._passes[-1].scatter_add_(1, index.reshape(self.rows, -1, k)[:, -1].cpu(),
+                                      last_weights)
+
+    def shares(self, generated: Sequence[int]) -> list[dict[str, float]]:
+        """Each row's routing shares over the passes that chose its `generated[row]` tokens."""
+        if not self._routers:
+            return [{self.names[0]: 1.0} for _ in generated]
+        if len(generated) != self.rows or any(not 1 <= n <= len(self._passes)
+                                              for n in generated):
+            raise ValueError(f"{len(self._passes)} passes were recorded for {self.rows} rows; "
+                             f"cannot attribute {list(generated)} new tokens")
+        passes = torch.stack(self._passes)  # (passes, rows, experts)
+        totals = [passes[:n, row].sum(dim=0) for row, n in enumerate(generated)]
+        return [dict(zip(self.names, (t / t.sum()).tolist(), strict=True)) for t in totals]
 
 
 @torch.no_grad()

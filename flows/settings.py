@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -11,7 +12,14 @@ from pathlib import Path
 
 def flexo_home() -> Path:
     """`FLEXO_HOME`, default `./.flexo`; read at call time so tests and users can point it away."""
-    return Path(os.environ.get("FLEXO_HOME", ".flexo")).resolve()
+    return _absolute(os.environ.get("FLEXO_HOME", ".flexo"), os.getcwd())
+
+
+@functools.lru_cache(maxsize=16)
+def _absolute(path: str, cwd: str) -> Path:
+    """`path` resolved once per working directory: a server asks for the home on every request,
+    and resolving walks every component with a system call."""
+    return (Path(cwd) / path).resolve()
 
 
 def shared_cache() -> Path:

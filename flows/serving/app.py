@@ -69,8 +69,12 @@ class ServeSettings:
     alias: str | None  # the registry alias followed (`production`), if any
     authenticate: bool = True  # False: every request is the consumer `anonymous`
     max_batch: int = 16
-    batch_wait_s: float = 0.01
+    batch_wait_s: float = 0.05
     max_queue: int = 64
+    # least time between two chunks of a stream: a chunk per token per request costs a socket
+    # write each (16 streams at a few ms a step kept the event loop writing half the time, on
+    # the cores generation needs); tokens made meanwhile go out in one chunk, the first at once
+    stream_interval_s: float = 0.05
 
 
 def consumer_of(authorization: str | None, settings: ServeSettings) -> str:
@@ -129,39 +133,58 @@ def _attribution(result: RowResult) -> AttributionOut | None:
 
 class Feed:
     """A request's new tokens, from the worker thread to the event loop: (prompt index, token
-    id, or None once that prompt is done). Pushes coalesce: the loop is woken at most once per
-    batch of items it has not taken yet, not once per token of every row."""
+    id, or None once that prompt is done). The worker wakes the loop only when the stream waits
+    for it (each wake-up is a system call and a turn of the loop): once per gathering of new
+    tokens, and during a pause between chunks only for a prompt that finished."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop, self.items, self.lock = loop, [], threading.Lock()
-        self.ready, self.woken = asyncio.Event(), False
+        self.ready = asyncio.Event()
+        self.signalled = True  # a wake-up is on its way or nobody waits: pushes stay quiet
+        self.finish_only = False  # the stream pauses: only a finished prompt wakes it
 
     def push(self, index: int, token: int | None) -> None:
         with self.lock:
             self.items.append((index, token))
-            if self.woken:
+            if self.signalled or (token is not None and self.finish_only):
                 return
-            self.woken = True
+            self.signalled = True
         self.loop.call_soon_threadsafe(self.ready.set)
 
-    async def take(self) -> list[tuple[int, int | None]]:
-        await self.ready.wait()
+    async def _wait(self, finish_only: bool, timeout: float | None = None) -> None:
         with self.lock:
+            if any(t is None for _, t in self.items) if finish_only else self.items:
+                return
             self.ready.clear()
-            items, self.items, self.woken = self.items, [], False
+            self.signalled, self.finish_only = False, finish_only
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        with self.lock:
+            self.signalled = True
+
+    async def take(self) -> list[tuple[int, int | None]]:
+        """The items pushed since the last take; waits for one if there are none."""
+        await self._wait(finish_only=False)
+        with self.lock:
+            items, self.items = self.items, []
         return items
+
+    async def pause(self, seconds: float) -> None:
+        """Let tokens gather for up to `seconds`; a prompt that finishes ends it at once (its
+        last chunk goes out without delay)."""
+        await self._wait(finish_only=True, timeout=seconds)
 
 
 class IncrementalText:
-    """A row's text, handed out in pieces that never split a character: each new token is
-    decoded with the few before it (not the whole row again), as vLLM's detokenizer does."""
+    """A row's text, handed out in pieces that never split a character: new tokens are decoded
+    with the few before them (not the whole row again), as vLLM's detokenizer does."""
 
     def __init__(self, tokenizer):
         self.tokenizer, self.tokens = tokenizer, []
         self.prefix, self.read = 0, 0  # tokens[prefix:read] were decoded and sent
 
-    def add(self, token: int) -> str:
-        self.tokens.append(token)
+    def add(self, tokens: list[int]) -> str:
+        self.tokens += tokens
         decode = self.tokenizer.decode
         sent = decode(self.tokens[self.prefix:self.read], skip_special_tokens=True)
         text = decode(self.tokens[self.prefix:], skip_special_tokens=True)
@@ -319,8 +342,8 @@ def create_app(engine: Engine, settings: ServeSettings,
     async def stream(served: ServedRelease, futures: list[asyncio.Future], tokens: Feed,
                      chunk) -> StreamingResponse:
         """Server-sent events: a chunk per piece of text (the tokens that arrived since the last
-        one), a last chunk per prompt with its finish reason (and attribution), then
-        `[DONE]`."""
+        one, at most one chunk per `stream_interval_s`), a last chunk per prompt with its
+        finish reason (and attribution), then `[DONE]`."""
         pieces = [IncrementalText(served.tokenizer) for _ in futures]
 
         def finished(index: int) -> str:
@@ -334,18 +357,20 @@ def create_app(engine: Engine, settings: ServeSettings,
         async def events() -> AsyncIterator[str]:
             done = 0
             while done < len(futures):
-                out, text = [], {}
+                out, new, ended = [], {}, []
                 for index, token in await tokens.take():
                     if token is None:
-                        if text.get(index):
-                            out.append(chunk_line(index, text.pop(index)))
-                        out.append(finished(index))
-                        done += 1
+                        ended.append(index)
                     else:
-                        text[index] = text.get(index, "") + pieces[index].add(token)
+                        new.setdefault(index, []).append(token)
+                text = {i: pieces[i].add(ids) for i, ids in new.items()}
                 out += [chunk_line(i, piece) for i, piece in text.items() if piece]
+                out += [finished(i) for i in ended]
+                done += len(ended)
                 if out:
                     yield "".join(out)
+                    if done < len(futures) and settings.stream_interval_s:
+                        await tokens.pause(settings.stream_interval_s)
             yield "data: [DONE]\n\n"
 
         def chunk_line(index: int, piece: str) -> str:

@@ -1,9 +1,9 @@
 """What the server runs: the release it serves now, and one batch of generations on it.
 
 Everything that touches a model happens in the engine's one worker thread, in order: loading a
-release, a batch (its expert mask set, `generate`, the attribution of rows that asked for it),
-then that batch's remaining attribution records (after the responses went out: off the response
-path, but before the next batch changes the mask), a swap to a newly loaded release. So a swap
+release, a batch (its expert mask set, `generate` with the routing attribution taken from its own
+passes, leave-one-out passes for rows that asked for them), then that batch's attribution records
+(after the responses went out: off the response path), a swap to a newly loaded release. So a swap
 never lands mid-request, and a mask never changes under a running batch. One thread also keeps
 torch to one OpenMP thread team: on this 2-core machine a generation called from a second
 thread ran at half speed while the team of the thread that had loaded the model stood by.
@@ -22,11 +22,11 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from components.attribution import Attribution
+from components.attribution import Attribution, RoutingTally, attribute
 from components.batch_generation import Sampling, generate_rows
 from components.errors import ConfigError
 from components.runtime import apply_selection, expert_names, load_flexo_model
-from flows.attribution import record_generation, record_generations
+from flows.attribution import record_attributions
 from flows.withdrawals import denied, deny_list_path
 
 log = logging.getLogger(__name__)
@@ -134,29 +134,31 @@ class Engine:
             if jobs[row].sink is not None:
                 jobs[row].sink(token)
 
-        rows = generate_rows(served.model, [j.prompt_ids for j in jobs],
-                             [j.max_tokens for j in jobs], first.sampling,
-                             pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id, sink=sink)
+        with RoutingTally(served.model, len(jobs)) as tally:
+            rows = generate_rows(served.model, [j.prompt_ids for j in jobs],
+                                 [j.max_tokens for j in jobs], first.sampling,
+                                 pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, sink=sink)
+        found: list[Attribution] = []
         results: list[RowResult | Exception] = []
-        later = [(job, new) for job, new in zip(jobs, rows, strict=True) if not job.attribution]
-        for job, new in zip(jobs, rows, strict=True):
-            found = None
-            if job.attribution is not None:  # asked for: the response waits for it
-                found = record_generation(served.model, torch.tensor([job.prompt_ids + new]),
-                                          len(job.prompt_ids), served.name, on, job.consumer,
-                                          loo=job.attribution == "loo")
+        for job, new, routing in zip(jobs, rows, tally.shares([len(n) for n in rows]),
+                                     strict=True):
+            if job.attribution == "loo":  # its own passes: the response waits for them
+                found.append(attribute(served.model, torch.tensor([job.prompt_ids + new]),
+                                       len(job.prompt_ids), loo=True))
+            else:
+                found.append(Attribution(generated_tokens=len(new), routing=routing))
             stopped = tokenizer.eos_token_id is not None and new[-1:] == [tokenizer.eos_token_id]
             results.append(RowResult(tokens=new, finish_reason="stop" if stopped else "length",
                                      release=served.name, model_id=served.model_id,
-                                     experts_on=on, attribution=found))
+                                     experts_on=on,
+                                     attribution=found[-1] if job.attribution else None))
 
-        def record_the_rest() -> None:  # one forward pass and one transaction for the batch
+        def record() -> None:  # one transaction for the batch, after the responses went out
             try:
-                record_generations(served.model, [j.prompt_ids + new for j, new in later],
-                                   [len(j.prompt_ids) for j, _ in later], served.name, on,
-                                   [j.consumer for j, _ in later])
+                record_attributions(served.name, on, [j.consumer for j in jobs],
+                                    [len(j.prompt_ids) for j in jobs], found)
             except Exception:  # lost records are logged, never a failed response
-                log.exception("attribution records of %d requests failed", len(later))
+                log.exception("attribution records of %d requests failed", len(jobs))
 
-        return results, record_the_rest
+        return results, record

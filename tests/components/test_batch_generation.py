@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.attribution import attribute, routing_shares
+from components.attribution import RoutingTally, attribute, routing_shares
 from components.batch_generation import Sampling, generate_rows
 from components.checkpoints import load_tokenizer
 from components.runtime import apply_selection, load_flexo_model
@@ -48,5 +48,26 @@ def test_routing_shares_of_a_padded_batch_equal_each_rows_own_pass(runtime):
             alone = attribute(model, torch.tensor([row]), prompt).routing
             assert shares.keys() == alone.keys() and shares["legal"] == 0.0
             assert all(abs(shares[k] - alone[k]) < 1e-5 for k in alone), (shares, alone)
+    finally:
+        apply_selection(model)
+
+
+def test_routing_taken_while_generating_equals_each_rows_pass_afterwards(runtime):
+    """What `flexo serve` records without an extra pass is what `flexo generate` records with
+    one: rows of different lengths and budgets, one expert off."""
+    model, tokenizer = runtime
+    apply_selection(model, exclude=["code"])
+    try:
+        prompts = [tokenizer(p).input_ids for p in PROMPTS]
+        with RoutingTally(model, len(prompts)) as tally:
+            rows = generate_rows(model, prompts, [7, 3, 12], Sampling(), tokenizer.pad_token_id,
+                                 tokenizer.eos_token_id)
+        during = tally.shares([len(r) for r in rows])
+        for prompt, row, shares in zip(prompts, rows, during, strict=True):
+            after = attribute(model, torch.tensor([prompt + row]), len(prompt)).routing
+            assert shares.keys() == after.keys() and shares["code"] == 0.0
+            assert all(abs(shares[k] - after[k]) < 1e-4 for k in after), (shares, after)
+        with pytest.raises(ValueError, match="passes were recorded"):
+            tally.shares([len(rows[0]) + 20, 1, 1])
     finally:
         apply_selection(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -83,3 +84,58 @@ def test_a_failing_batch_fails_its_requests_only_and_the_follow_up_runs_after_re
 
     assert asyncio.run(scenario()) == "ok"
     assert seen == [True]
+
+
+def _timed_batcher(max_batch: int, max_wait_s: float, on_first=None):
+    sizes: list[int] = []
+
+    def run(jobs: list[int]):
+        if not sizes and on_first is not None:
+            on_first()
+        sizes.append(len(jobs))
+        time.sleep(0.05)  # a batch's generation
+        return list(jobs), None
+
+    return Batcher(run, max_batch=max_batch, max_wait_s=max_wait_s), sizes
+
+
+async def _client(batcher: Batcher, me: int, rounds: int) -> None:
+    for _ in range(rounds):
+        await batcher.enqueue("k", me)
+        await asyncio.sleep(0.01)  # the round trip to the client and back
+
+
+def test_clients_that_come_back_fill_whole_batches_after_a_partial_one():
+    """Four clients run alone; four more arrive while they run. The next batch waits for the
+    first four to come back (8, not 4 then 4 again, a split that would halve throughput)."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        running = asyncio.Event()
+        batcher, sizes = _timed_batcher(8, 1.0, lambda: loop.call_soon_threadsafe(running.set))
+        batcher.start()
+
+        async def late(me: int) -> None:
+            await running.wait()
+            await _client(batcher, me, 5)
+
+        await asyncio.gather(*(_client(batcher, i, 5) for i in range(4)),
+                             *(late(i) for i in range(4, 8)))
+        await batcher.drain()
+        return sizes
+
+    assert asyncio.run(scenario()) == [4, 8, 8, 8, 8, 4]
+
+
+def test_a_lone_client_waits_for_company_only_before_its_first_batch():
+    async def scenario():
+        batcher, sizes = _timed_batcher(16, 0.5)
+        batcher.start()
+        start = time.monotonic()
+        await _client(batcher, 0, 6)
+        elapsed = time.monotonic() - start
+        await batcher.drain()
+        return sizes, elapsed
+
+    sizes, elapsed = asyncio.run(scenario())
+    assert sizes == [1] * 6
+    assert elapsed < 2.0  # one 0.5 s wait, not six (3 s and more)
