@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from safetensors.torch import save_file
 from transformers import Olmo2Config, Olmo2ForCausalLM, PreTrainedTokenizerBase
 
+from components import distributed
 from components.atomic import atomic_output_dir, check_output_dir
 from components.clock import timestamp
 from components.devices import pick_device
@@ -143,10 +144,15 @@ def save_anchor(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out:
 
 
 def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: int = 0,
-                 device: str | None = None, progress: bool = True) -> AnchorCard:
-    """Tokenizer, then model, trained on the corpus's train split and saved to `out`."""
+                 device: str | None = None, progress: bool = True) -> AnchorCard | None:
+    """Tokenizer, then model, trained on the corpus's train split and saved to `out`. Under
+    `torchrun` every process trains (components/distributed.py) and rank 0 alone saves and
+    returns the card; the others return None."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
     check_output_dir(out)
+    dev = pick_device(device)
+    distributed.start(dev)
+    distributed.rows_per_rank(preset.batch_size)  # refused before any work
     texts = corpus.split("train").texts()
     sample, chars = [], 0
     for text in texts:
@@ -159,12 +165,13 @@ def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: in
     # it (a prefix in hash order left most of the domain slices' long code documents out: code
     # perplexity 914-1002 after 150 `small` steps, 404 from the whole mix).
     stream = token_stream(texts, tokenizer)
-    dev = pick_device(device)
     model = build_model(preset, tokenizer, seed).to(dev)
     cfg = TrainConfig(steps=preset.steps, lr=preset.lr, warmup_steps=preset.warmup_steps,
                       weight_decay=0.1, seed=seed)
     result = train_causal_lm(model, window_sampler(stream, preset.seq_len, preset.batch_size),
                              cfg, desc=f"anchor[{preset.name}]", progress=progress)
+    if not distributed.is_main():
+        return None
     model = model.cpu()
     router = make_public_router(model, tokenizer, corpus, fingerprint_tensors(model.state_dict()),
                                 preset.router_documents)

@@ -24,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import PreTrainedModel, get_cosine_schedule_with_warmup
 
+from components import distributed
 from components.atomic import atomic_file, atomic_write
 from components.errors import CheckpointError, TrainingDiverged
 from components.progress import Progress
@@ -128,8 +129,13 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
 
     With `checkpoint_dir` and `cfg.checkpoint_every`, state is saved every that many steps and a
     rerun with the same config resumes from the last save, giving bit-identical results on CPU.
+
+    Under `torchrun` (components/distributed.py) each process trains on its rows of every global
+    batch and the gradients are averaged; losses are the global batch's, and only rank 0 shows
+    progress and writes checkpoints.
     """
     device = next(model.parameters()).device
+    forward = distributed.parallel(model, device)
     named = params if params is not None else {
         n: p for n, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.lr, betas=cfg.betas,
@@ -146,15 +152,17 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
     tokens = 0
     start = time.perf_counter()
     bar = Progress(range(start_step, cfg.steps), desc, log, total=cfg.steps, initial=start_step,
-                   enabled=progress)
+                   enabled=progress and distributed.is_main())
     for step in bar:
-        batch = sample_batch(generator).to(device)  # (B, T)
+        whole = sample_batch(generator)  # (B, T): every rank draws it, each keeps its rows
+        batch = distributed.shard(whole).to(device)
         with autocast_for(device):
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = forward(input_ids=batch, labels=batch).loss
             if aux_loss is not None:
                 loss = loss + aux_loss()
-        if not math.isfinite(loss.item()):
-            raise TrainingDiverged(f"loss became {loss.item()} at step {step}; "
+        global_loss = distributed.mean(loss)
+        if not math.isfinite(global_loss):
+            raise TrainingDiverged(f"loss became {global_loss} at step {step}; "
                                    f"lower the learning rate")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(named.values()), cfg.grad_clip)
@@ -163,12 +171,14 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
         optimizer.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step()
-        losses.append(loss.item())
-        tokens += batch.numel()
+        losses.append(global_loss)
+        tokens += whole.numel()
         rate = tokens / (time.perf_counter() - start)
         bar.note(loss=f"{losses[-1]:.3f}", tok_s=f"{rate:,.0f}")
         if ckpt and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
-            ckpt.save(step + 1, named, optimizer, generator, losses)
+            if distributed.is_main():
+                ckpt.save(step + 1, named, optimizer, generator, losses)
+            distributed.barrier()  # no rank runs ahead of a save it might resume from
     model.eval()
     seconds = max(time.perf_counter() - start, 1e-9)
     return TrainResult(steps=cfg.steps, tokens=tokens, seconds=seconds,

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from components.documents import Corpus
+from components.errors import ConfigError
 from components.expert_training import ExpertConfig, ExpertResult
 from components.proxy_selection import ProxyConfig
 from governance.manifest import ExpertManifest, ProxySelection
@@ -24,18 +25,30 @@ def train_module(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConf
                  proxies: ProxySelection | None = None,
                  ) -> tuple[ExpertManifest, ExpertResult]:
     """Train on `corpus` (public text mixed in per `cfg`) and write `out_dir` all at once, the
-    manifest naming `proxies` when given."""
+    manifest naming `proxies` when given. Under `torchrun` every process trains and rank 0
+    alone writes `out_dir` (the others' copies go to a scratch directory and vanish)."""
+    import tempfile
+
+    from components import distributed
     from components.atomic import atomic_output_dir
     from components.builtin_corpora import PUBLIC, load_domain
     from components.clock import timestamp
+    from components.devices import pick_device
     from components.expert_training import train_expert
     from flows.versioning import code_version
     from governance.manifest import DataFingerprint
 
     resume = resume_dir(out_dir)
-    with atomic_output_dir(out_dir) as tmp:
-        result = train_expert(anchor, contributor, corpus, load_domain(PUBLIC), cfg, workdir=tmp,
-                              resume_dir=resume, device=device, progress=progress)
+    distributed.start(pick_device(device))
+    distributed.rows_per_rank(cfg.batch_size)  # refused now, not after the router init
+    if cfg.dp is not None and distributed.rank_and_size()[1] > 1:
+        raise ConfigError("differentially private training runs in one process (its per-sample "
+                          "clipping and noise are not split over ranks); run it without torchrun")
+    main = distributed.is_main()
+    with atomic_output_dir(out_dir) if main else tempfile.TemporaryDirectory() as tmp:
+        result = train_expert(anchor, contributor, corpus, load_domain(PUBLIC), cfg,
+                              workdir=Path(tmp), resume_dir=resume, device=device,
+                              progress=progress)
         manifest = ExpertManifest(
             contributor=contributor, anchor_fingerprint=result.anchor_fingerprint,
             weights_sha256=result.weights_sha256,
@@ -44,8 +57,9 @@ def train_module(anchor: Path, contributor: str, corpus: Corpus, cfg: ExpertConf
             differential_privacy=result.privacy.model_dump() if result.privacy else None,
             proxies=proxies, code_version=code_version(), created_at=timestamp(),
         )
-        manifest.write(tmp)
-    shutil.rmtree(resume, ignore_errors=True)
+        manifest.write(Path(tmp))
+    if main:
+        shutil.rmtree(resume, ignore_errors=True)
     return manifest, result
 
 

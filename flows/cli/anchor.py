@@ -39,8 +39,9 @@ def anchor_train(
     from components.anchor import train_anchor
 
     card = train_anchor(out_dir, preset.value, corpus, seed=seed, device=device)
-    out.print(f"anchor written to {out_dir} ({card.parameters:,} parameters, "
-              f"final loss {card.final_loss:.3f}, fingerprint {card.fingerprint[:16]})")
+    if card is not None:  # under torchrun, rank 0 saved it and speaks
+        out.print(f"anchor written to {out_dir} ({card.parameters:,} parameters, "
+                  f"final loss {card.final_loss:.3f}, fingerprint {card.fingerprint[:16]})")
 
 
 @command(anchor_app, "import")

@@ -59,7 +59,8 @@ def command_log(command: str, verbose: bool = False, home: Path | None = None,
     from flows.settings import flexo_home
 
     _let_libraries_configure_logging(libraries)
-    path = (home or flexo_home()) / "logs" / f"{command}-{stamp()}.log"
+    rank = f"-rank{os.environ['RANK']}" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    path = (home or flexo_home()) / "logs" / f"{command}-{stamp()}{rank}.log"  # rank: torchrun
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT))

@@ -57,6 +57,9 @@ def expert_train(
     proxies = choose_proxies(anchor, corpus, proxy_cfg) if proxy_cfg else None
     manifest, _ = train_module(anchor, contributor, corpus, cfg, out_dir, device=device,
                                proxies=proxies)
-    out.print(f"expert module for {contributor} written to {out_dir} "
-              f"(final loss {manifest.metrics['final_loss']:.3f}, "
-              f"weights {manifest.weights_sha256[:16]})")
+    from components import distributed
+
+    if distributed.is_main():  # under torchrun, one line, from the rank that wrote the module
+        out.print(f"expert module for {contributor} written to {out_dir} "
+                  f"(final loss {manifest.metrics['final_loss']:.3f}, "
+                  f"weights {manifest.weights_sha256[:16]})")
