@@ -1,19 +1,19 @@
 """The deny-list: experts that no path may use from the moment their withdrawal is requested.
 
 One JSON file (flows keep it under FLEXO_HOME), replaced atomically on each change. A loaded
-runtime watches it (`DenyListWatch`: one `stat` per forward pass, a re-read only when the file
+runtime watches it (`denied_names`: one `stat` per forward pass, a re-read only when the file
 changed), so a withdrawal takes effect on the next call, with no reload and no restart. An
 unreadable deny-list fails closed: nothing runs until it is fixed.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from components.atomic import atomic_write
+from components.changed_file import ChangedFile
 from components.errors import IntegrityError
 
 DENY_LIST_FILE = "deny-list.json"
@@ -53,23 +53,6 @@ class DenyList(BaseModel):
         atomic_write(Path(path), self.model_dump_json(indent=2) + "\n")
 
 
-class DenyListWatch:
-    """The denied names of one file, re-read only when the file changed (an atomic replace
-    changes its inode, an edit its mtime or size)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._stamp: tuple[int, int, int] | None = None
-        self._names: frozenset[str] = frozenset()
-
-    def names(self) -> frozenset[str]:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self._stamp, self._names = None, frozenset()
-            return self._names
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if stamp != self._stamp:
-            self._names = frozenset(DenyList.read(self.path).denied)
-            self._stamp = stamp
-        return self._names
+# the denied names at a path, re-read only when the file changed (components/changed_file.py)
+denied_names: ChangedFile[frozenset[str]] = ChangedFile(
+    lambda path: frozenset(DenyList.read(path).denied))

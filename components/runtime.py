@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from components.checkpoints import load_causal_lm
-from components.deny_list import DenyListWatch
+from components.deny_list import denied_names
 from components.errors import ConfigError
 from components.merge import BIAS_FILE, PUBLIC
 from components.moe_layout import layer_key
@@ -48,11 +48,11 @@ def load_flexo_model(directory: Path, device: str = "cpu", dtype: torch.dtype = 
 
 def watch_deny_list(model: PreTrainedModel, path: Path) -> None:
     """Before each forward pass of `model`, mask the experts that `path` denies."""
-    watch, names = DenyListWatch(path), expert_names(model.config)
+    names = expert_names(model.config)
     applied: list[frozenset[str]] = []
 
     def before_forward(_module, _args) -> None:
-        denied = watch.names()
+        denied = denied_names(path)
         if applied != [denied]:
             set_denied(model, [i > 0 and n in denied for i, n in enumerate(names)])
             applied[:] = [denied]

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from components.changed_file import ChangedFile
 from components.errors import ConfigError
 from flows import ledger
 from flows.settings import flexo_home
@@ -41,28 +42,17 @@ def policy_path() -> Path:
     return home if home.is_file() else DEFAULT_POLICY
 
 
-_read: dict[Path, tuple[tuple[int, int, int], Policy]] = {}  # path -> (its stat, its policy)
+_policies: ChangedFile[Policy] = ChangedFile(load_policy)
 
 
 def policy_in_force() -> Policy:
     """The policy in force, parsed again only when its file changed (a server asks on every
     request; `set_policy` replaces the file, which changes its inode)."""
-    path = policy_path()
     try:
-        st = path.stat()
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-    except FileNotFoundError:
-        stamp = None  # load_policy names the missing file
-    if stamp is not None and (cached := _read.get(path)) and cached[0] == stamp:
-        return cached[1]
-    try:
-        policy = load_policy(path)
+        return _policies(policy_path())
     except PolicyError as e:
         raise ConfigError(f"{e}; fix the file or set a valid one with `flexo policy set FILE`"
                           ) from None
-    if stamp is not None:
-        _read[path] = (stamp, policy)
-    return policy
 
 
 def enforce(actor: str, subject: str, action: str, rule: Callable[[Policy], T],

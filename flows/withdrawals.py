@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from components.atomic import atomic_write, exclusive
-from components.deny_list import DENY_LIST_FILE, DenyList
+from components.deny_list import DENY_LIST_FILE, DenyList, denied_names
 from flows.settings import flexo_home
 from governance.withdrawal import ReleaseCheck, WithdrawalRecord, names_contributor
 
@@ -27,7 +27,7 @@ def deny_list_path() -> Path:
 
 
 def denied() -> frozenset[str]:
-    return frozenset(DenyList.read(deny_list_path()).denied)
+    return denied_names(deny_list_path())
 
 
 def refuse_denied(actor: str, requested: list[str]) -> None:
