@@ -2,7 +2,8 @@
 # One entry point for people and CI. Each command sets up .venv first if it is missing or stale.
 #   ./dev.sh demo [--quick]   the main job: `flexo demo`
 #   ./dev.sh test             the default test suite (< 15 min on 2 cores)
-#   ./dev.sh test-slow        the slow tests (marked @pytest.mark.slow)
+#   ./dev.sh test-slow        the slow tests (marked @pytest.mark.slow), less the integration ones
+#   ./dev.sh test-integration the consortium's real servers (tests/integration; needs PostgreSQL)
 #   ./dev.sh bench            benchmarks/ -> benchmarks/results/*.json
 #   ./dev.sh claims [ARGS]    the paper's claims (resumable, ~100 minutes; --levers ~2.5 hours) -> docs/results/paper_claims.*
 #   ./dev.sh flexo ARGS...    any flexo command inside the venv
@@ -40,7 +41,8 @@ case "$cmd" in
     setup) setup ;;
     demo) setup; exec "$VENV/bin/flexo" demo "$@" ;;
     test) setup; run_pytest -q "$@" ;;
-    test-slow) setup; run_pytest -q -m slow "$@" ;;
+    test-slow) setup; run_pytest -q -m "slow and not integration" "$@" ;;
+    test-integration) setup; run_pytest -q -m integration "$@" ;;
     bench) setup
         for b in train_throughput expert_ops dp_cost; do "$VENV/bin/python" -m "benchmarks.$b"; done
         anchor="$(mktemp -d)/small"  # the audit needs a trained anchor (~4 minutes)
@@ -55,5 +57,5 @@ case "$cmd" in
         "$VENV/bin/python" -m benchmarks.paper_claims "$@"
         "$VENV/bin/python" -m benchmarks.readme_tables ;;
     flexo) setup; exec "$VENV/bin/flexo" "$@" ;;
-    *) sed -n '2,8p' "$0"; exit 2 ;;
+    *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

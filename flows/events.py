@@ -16,6 +16,7 @@ RELEASE_PUBLISHED = "flexo.release.published"
 RELEASE_ACCEPTED = "flexo.release.accepted"
 RELEASE_REJECTED = "flexo.release.rejected"
 RELEASE_PROMOTED = "flexo.release.promoted"
+RELEASE_REVERTED = "flexo.release.reverted"  # `production` moved by hand, put back
 
 
 def emit(event: str, resource_id: str, payload: dict[str, Any],

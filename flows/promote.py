@@ -58,12 +58,17 @@ def read_release(version: int | None) -> RegistryVersion[ReleaseTags]:
     return candidate
 
 
+def withdrawn_among(contributors: dict[str, int] | list[str]) -> frozenset[str]:
+    """Those of `contributors` who have withdrawn (any version of theirs says so)."""
+    return frozenset(c for c in contributors
+                     if any(v.tags.approval_status == "withdrawn"
+                            for v in registry.expert_versions(c)))
+
+
 @task(**retried(3))
 def check(release: RegistryVersion[ReleaseTags]) -> list[str]:
     """Everything that stands between this release and `production`."""
-    withdrawn = frozenset(c for c in release.tags.experts
-                          if any(v.tags.approval_status == "withdrawn"
-                                 for v in registry.expert_versions(c)))
+    withdrawn = withdrawn_among(release.tags.experts)
     current = registry.release_alias("production")
     blockers = promotion_blockers(release.tags, release.version, withdrawn,
                                   current.version if current else None)

@@ -32,10 +32,12 @@ def shared_cache() -> Path:
 def prepare_prefect() -> None:
     """Defaults for Prefect, set before it is imported: with no `PREFECT_API_URL`, its ephemeral
     server keeps its database under FLEXO_HOME, waits long enough to start on a slow machine and
-    sends no telemetry (no network here)."""
+    sends no telemetry (no network here); with one, its client retries a 500 too."""
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_HOME", str(flexo_home() / "prefect"))
         Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect won't
+    else:  # a server whose database restarts answers 500 meanwhile: retried, like a 503
+        os.environ.setdefault("PREFECT_CLIENT_RETRY_EXTRA_CODES", "500")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -57,3 +59,11 @@ def start_prefect_server() -> Callable[[], None]:
     thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
     thread.start()
     return thread.join
+
+
+def server_identity() -> str | None:
+    """Who the MLflow server knows this caller as (MLFLOW_TRACKING_USERNAME, with a tracking
+    URI that names a server), or None in the embedded mode, where `--as` is trusted as given."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    return user if user and uri.startswith(("http://", "https://")) else None

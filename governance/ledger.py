@@ -35,7 +35,7 @@ KEY_FILE = "ledger-ed25519.pem"
 GENESIS = "0" * 64  # the `prev` of entry 0
 
 Event = Literal["publish", "review", "acceptance", "release", "promotion", "withdrawal-request",
-                "purge", "verification", "policy-change", "refusal"]
+                "purge", "verification", "policy-change", "refusal", "alias-revert"]
 Detail = str | int | float | bool | None
 
 

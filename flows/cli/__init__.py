@@ -17,6 +17,7 @@ from flows.cli import (  # noqa: F401  (each module registers its commands, in h
     evaluate,
     expert,
     generate,
+    infra,
     ledger,
     lineage,
     merge,

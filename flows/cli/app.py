@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from typer.core import TyperGroup
 
-from components.errors import ConfigError, FlexoError
+from components.errors import ConfigError, FlexoError, GovernanceError
 
 out = Console()
 err = Console(stderr=True)
@@ -136,8 +136,50 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             err.print("interrupted; nothing was written")
             raise typer.Exit(130) from None
+        except Exception as e:
+            refusal, failure = server_refusal(e), server_failure(e)
+            if refusal is None and failure is None:
+                raise
+            err.print(f"[red]error:[/red] {refusal or failure}", highlight=False, soft_wrap=True)
+            raise typer.Exit(GovernanceError.exit_code if refusal else 1) from None
 
     return wrapper
+
+
+def server_failure(error: Exception) -> str | None:
+    """A server that stayed down or failed after the clients' own retries (Prefect's httpx,
+    MLflow's requests), as one line; None for any other error."""
+    module = type(error).__module__.split(".")[0]
+    if module == "httpx" or (module == "mlflow" and "Max retries exceeded" in str(error)):
+        request = getattr(error, "request", None)
+        where = f" at {request.url.host}:{request.url.port}" if request is not None else ""
+        return (f"a server{where} did not answer after retries ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200]}); check `flexo infra status` and run the "
+                f"command again")
+    return None
+
+
+def server_refusal(error: Exception) -> str | None:
+    """An MLflow server's 401 or 403 as one line (who was refused, what, and the fix), or None
+    for any other error. By the error code MLflow's client raises, so MLflow is not imported
+    for commands that never talk to it."""
+    code = getattr(error, "error_code", None)
+    if code not in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+        return None
+    import os
+
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no user)")
+    message = str(error).removeprefix(f"{code}: ")
+    if "Response body: 'Permission denied'" in message:  # MLflow's own per-model refusal
+        endpoint = message.split("endpoint ")[1].split(" ")[0] if "endpoint " in message else "?"
+        message = (f"the MLflow server does not let '{user}' call {endpoint} (permission "
+                   f"denied); an operator grants roles in the policy and runs `flexo infra "
+                   f"users sync`")
+    if code == "UNAUTHENTICATED":
+        message = (f"the MLflow server refused the credentials of '{user}'; set "
+                   f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (`flexo infra env "
+                   f"--user NAME`)")
+    return f"refused by the MLflow server: {message}"
 
 
 def invalid_option(error: ValidationError) -> str:

@@ -10,6 +10,7 @@ import typer
 
 from components.errors import CheckpointError
 from flows.cli.app import app, command, out
+from flows.cli.options import as_option
 from flows.cli.render import attribution_table
 
 
@@ -31,9 +32,8 @@ def generate(
     attribution: Annotated[Attribution | None, typer.Option(
         help="Print each expert's part in the output: routing weight shares, or with `loo` also "
              "the log-likelihood drop when each expert is masked (n+1 passes).")] = None,
-    consumer: Annotated[str, typer.Option("--as", help="Who generates: the experts the policy "
-                                          "entitles it to, and the attribution record.")
-                        ] = "local",
+    consumer: Annotated[str, as_option("Who generates: the experts the policy entitles it to, "
+                                       "and the attribution record.")] = "local",
 ) -> None:
     """Generate with any allowed subset of experts; the mask changes nothing on disk. Every
     generation appends an attribution record (numbers only) under FLEXO_HOME."""

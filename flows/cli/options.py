@@ -43,8 +43,36 @@ PiiOpt = Annotated[PiiPolicy, typer.Option(help="What to do with PII found in th
 ContributorOpt = Annotated[str, typer.Option(help="Contributor id: 2-40 of a-z, 0-9, '-'.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="New directory for the output.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
-OperatorOpt = Annotated[str, typer.Option("--as", help="Who acts: an operator of the policy "
-                                          "(trusted as given in the embedded mode).")]
+
+
+def acting_as(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """`--as` against a server: the MLflow identity the credentials name, and a given `--as`
+    that disagrees with it refused (the server records who wrote what; flexo must not claim
+    another name). Embedded: the value as given."""
+    from flows.settings import server_identity
+
+    user = server_identity()
+    if user is None:
+        if value is None:
+            raise typer.BadParameter("who acts? pass --as NAME")
+        return value
+    source = ctx.get_parameter_source(param.name)  # typer's own (vendored) click: by name
+    given = value is not None and getattr(source, "name", "") != "DEFAULT"
+    if given and value != user:
+        raise typer.BadParameter(f"'{value}' disagrees with your MLflow identity '{user}' "
+                                 f"(MLFLOW_TRACKING_USERNAME); drop --as, or use {value}'s "
+                                 f"credentials")
+    return user
+
+
+def as_option(help: str) -> Any:
+    """The `--as` option: who acts (from the MLflow credentials when a server is configured)."""
+    return typer.Option("--as", help=f"{help} With an MLflow server: your MLflow user.",
+                        callback=acting_as)
+
+
+OperatorOpt = Annotated[str, as_option("Who acts: an operator of the policy (trusted as given "
+                                       "in the embedded mode).")]
 
 # The expert-training options: name -> (annotation, default). Unset ones (None) keep
 # ExpertConfig's defaults, so the defaults live in one place.

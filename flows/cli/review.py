@@ -10,11 +10,12 @@ from rich.table import Table
 
 from flows.cli.app import FLOW_LIBRARIES, checked_contributor, command, out, sub_app
 from flows.cli.console import StoryDisplay
+from flows.cli.options import as_option
 from governance.policy import WAIVABLE
 
 review_app = sub_app("review", "Review expert-module versions.")
 
-AsOpt = Annotated[str, typer.Option("--as", help="Your declared reviewer name.")]
+AsOpt = Annotated[str | None, as_option("Your declared reviewer name.")]
 ContributorOpt = Annotated[str, typer.Option(help="Contributor id.")]
 VersionOpt = Annotated[int, typer.Option(help="Version of flexo-expert-<contributor>.")]
 Gate = StrEnum("Gate", {rule: rule for rule in WAIVABLE})  # the module gates a reviewer waives
@@ -24,7 +25,7 @@ NoteOpt = Annotated[str, typer.Option(help="A short note kept with the decision 
 
 @command(review_app, "declare", log=None)
 def review_declare(
-    name: AsOpt,
+    name: AsOpt = None,
     demo: Annotated[bool, typer.Option(help="A demo reviewer: recorded as such on every "
                                        "decision.")] = False,
     organisation: Annotated[str, typer.Option(help="Who the reviewer works for.")] = "",
@@ -70,7 +71,7 @@ def _decide(contributor: str, version: int, reviewer: str, decision: str, note: 
 
 @command(review_app, "approve", log=FLOW_LIBRARIES)
 def review_approve(
-    contributor: ContributorOpt, version: VersionOpt, reviewer: AsOpt, note: NoteOpt = "",
+    contributor: ContributorOpt, version: VersionOpt, reviewer: AsOpt = None, note: NoteOpt = "",
     waive: Annotated[list[Gate] | None, typer.Option(
         help="Waive this module gate of the policy (repeat), recorded with --note as the "
              "reason; a licence is never waived.")] = None,
@@ -81,7 +82,7 @@ def review_approve(
 
 
 @command(review_app, "reject", log=FLOW_LIBRARIES)
-def review_reject(contributor: ContributorOpt, version: VersionOpt, reviewer: AsOpt,
+def review_reject(contributor: ContributorOpt, version: VersionOpt, reviewer: AsOpt = None,
                   note: NoteOpt = "") -> None:
     """Reject a pending version (one rejection rejects it)."""
     _decide(contributor, version, reviewer, "rejected", note)

@@ -9,14 +9,14 @@ import typer
 
 from flows.cli.app import FLOW_LIBRARIES, app, checked_contributor, command, out
 from flows.cli.console import StoryDisplay, current_log
+from flows.cli.options import as_option
 from flows.cli.render import log_hint
 
 
 @command(app, log=FLOW_LIBRARIES)
 def withdraw(
     contributor: Annotated[str, typer.Option(help="Contributor id.")],
-    actor: Annotated[str, typer.Option("--as", help="Who asks (the contributor or an "
-                                       "operator).")],
+    actor: Annotated[str | None, as_option("Who asks (the contributor or an operator).")] = None,
     reason: Annotated[str, typer.Option(help="Why, for the record.")] = "",
     request_only: Annotated[bool, typer.Option(
         help="Only emit flexo.withdrawal.requested for a deployed withdrawal flow.")] = False,

@@ -5,4 +5,7 @@
 - `releases`: a release logged as a pyfunc model and registered; promotion.
 - `release_model`: the pyfunc's code (models-from-code).
 - `lineage`: a release's provenance, read from MLflow alone.
+- `auth_app`: `mlflow server --app-name flexo-auth`, basic-auth plus the registry's write rules.
+- `users`: the policy's identities as MLflow users with their roles' permissions.
+- `webhooks`: the events receiver's registry webhook.
 """
