@@ -122,7 +122,7 @@ class ApprovalTags(KeyedTags):
     LAST: ClassVar[str] = "at"
 
     reviewer: ContributorId
-    reviewer_kind: ReviewerKind
+    reviewer_kind: ReviewerKind = "human"  # an approval made in the registry by hand has none
     note: str = ""
     at: str
 

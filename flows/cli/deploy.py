@@ -32,6 +32,8 @@ PREFECT_FILE = Path(__file__).resolve().parents[2] / "prefect.yaml"
 # Pools that prefect.yaml names and the server lacks are created as process pools: flows run as
 # subprocesses of `prefect worker start --pool <name>` on the machine that holds the checkout.
 POOL_TYPE = "process"
+CRASH_RECOVERY = "flexo: rerun a crashed contribution"
+SILENT_RUNS = "flexo: a contribution without heartbeats has crashed"
 NO_SERVER = ("deployments need a running Prefect server: start one with `prefect server start` "
              "and set PREFECT_API_URL=http://127.0.0.1:4200/api")
 
@@ -46,6 +48,11 @@ def deploy(
         "--prefect-file", help="The Prefect deployment file.")] = PREFECT_FILE,
     names: Annotated[list[str] | None, typer.Option(
         "--name", help="Deploy only this deployment (repeatable); default: all of them.")] = None,
+    crash_after: Annotated[int, typer.Option(
+        "--crash-after", min=60, help="Seconds without a heartbeat after which a contribution "
+        "run counts as crashed (its worker died) and is run again, resuming from its last "
+        "checkpoint; more than Prefect's heartbeat interval (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, "
+        "default 180 s) on the workers.")] = 600,
 ) -> None:
     """Register prefect.yaml's deployments (schedules, event triggers) on the Prefect server."""
     # No `prepare_prefect()`: its FLEXO_HOME PREFECT_HOME would hide the user's Prefect profile,
@@ -55,6 +62,7 @@ def deploy(
     chosen = chosen_deployments(read_deployments(prefect_file), names, prefect_file)
     with prefect_client(api_url) as client:
         ensure_work_pools(client, chosen)
+        ensure_crash_recovery(client, crash_after)
     log = run_prefect_deploy(prefect_file, names, api_url)
     with prefect_client(api_url) as client:
         rows = summary_rows(client, registered(client, chosen, log))
@@ -131,6 +139,51 @@ def work_pools(chosen: list[dict[str, Any]]) -> list[str]:
     """The work pools the deployments name."""
     return sorted({d["work_pool"]["name"] for d in chosen
                    if isinstance(d.get("work_pool"), dict) and d["work_pool"].get("name")})
+
+
+def ensure_crash_recovery(client: SyncPrefectClient, crash_after: int) -> None:
+    """The automations that rerun a contribution whose worker died. A `contribute` run that
+    ends Crashed (its process killed: Prefect's engine reports it) or whose heartbeats stop for
+    `crash_after` seconds without a final state (the machine is gone: marked Crashed here) runs
+    again from its deployment, with the same (default) parameters; its training resumes from
+    the last checkpoint beside the module cache. Each is replaced when it differs."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState, RunDeployment
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    contribution = {"match": {"prefect.resource.id": "prefect.flow-run.*"},
+                    "match_related": {"prefect.resource.id": "prefect.tag.contribute"}}
+    final = {f"prefect.flow-run.{state}" for state in ("Completed", "Failed", "Cancelled",
+                                                        "Crashed")}
+    wanted = [
+        AutomationCore(
+            name=SILENT_RUNS, description="flexo deploy: a contribution run without heartbeats "
+            "is marked crashed (its machine is gone)",
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat",
+                                                              *final},
+                for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                within=timedelta(seconds=crash_after), **contribution),
+            actions=[ChangeFlowRunState(state=StateType.CRASHED, message=(
+                f"no heartbeat for {crash_after} s: its worker died"))]),
+        AutomationCore(
+            name=CRASH_RECOVERY, description="flexo deploy: a crashed contribution runs again "
+            "and resumes from its last checkpoint",
+            trigger=EventTrigger(expect={"prefect.flow-run.Crashed"}, posture=Posture.Reactive,
+                                 threshold=1, within=timedelta(0), **contribution),
+            actions=[RunDeployment(source="inferred")]),
+    ]
+    for automation in wanted:
+        existing = client.read_automations_by_name(automation.name)
+        keep = next((a for a in existing if a.trigger == automation.trigger
+                     and a.actions == automation.actions), None)
+        for stale in (a for a in existing if a is not keep):
+            client.delete_automation(stale.id)
+        if keep is None:
+            client.create_automation(automation)
+            out.print(f"created automation {automation.name!r}")
 
 
 def ensure_work_pools(client: SyncPrefectClient, chosen: list[dict[str, Any]]) -> None:

@@ -10,6 +10,8 @@ again. What it does:
 
 - `production` moved to a release that may not be production -> put back
   (flows.infra.production_guard), on the ledger;
+- an approval recorded in the registry by hand (`approval.<reviewer>`) -> settled against the
+  policy once enough are there (flows.infra.approvals), `flexo.expert.approved` emitted;
 - every delivery -> the Prefect event `mlflow.<entity>.<action>` about the registered model
   (`mlflow.model-version.flexo-expert-<id>`), its payload the delivery's data: ids, versions,
   tag keys and values, never text.
@@ -77,8 +79,9 @@ def check_delivery(secret: str, headers: dict[str, str], body: bytes,
 def handle(delivery: Delivery) -> dict[str, Any]:
     """Act on one delivery; what was done, for the response and the log."""
     from flows import events
+    from flows.infra.approvals import approval_tag, settle
     from flows.infra.production_guard import guard_production
-    from flows.tracking.registry import RELEASE_MODEL
+    from flows.tracking.registry import EXPERT_PREFIX, RELEASE_MODEL
 
     data = delivery.data
     done: dict[str, Any] = {}
@@ -91,6 +94,12 @@ def handle(delivery: Delivery) -> dict[str, Any]:
         revert = guard_production()
         if revert is not None:
             done["reverted"] = revert.model_dump(mode="json")
+    if (delivery.entity, delivery.action) == ("model_version_tag", "set") and \
+            (reviewer := approval_tag(data.get("name", ""), data.get("key", ""))):
+        settled = settle(data["name"].removeprefix(EXPERT_PREFIX), int(data["version"]),
+                         reviewer)
+        if settled is not None:
+            done["settled"] = settled.model_dump(mode="json")
     return done
 
 

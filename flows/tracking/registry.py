@@ -93,6 +93,11 @@ def contributors() -> list[str]:
     return sorted(m.name.removeprefix(EXPERT_PREFIX) for m in models)
 
 
+def version_tags(name: str, number: int) -> dict[str, str]:
+    """A version's tags as the registry holds them (strings): to tell who wrote a record."""
+    return dict(_version(name, number).tags)
+
+
 def release_version(number: int) -> RegistryVersion[ReleaseTags]:
     return _parsed(_version(RELEASE_MODEL, number), ReleaseTags)
 

@@ -29,6 +29,9 @@ def configure() -> str:
         home = flexo_home()
         home.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{home / 'mlflow.db'}"
+    # A server makes MLflow print "View run ... at <url>" on stdout for every run: chatter for
+    # the console, which shows the figures that matter (the log file has the run ids)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(uri)  # the registry follows the tracking URI
     return uri
 

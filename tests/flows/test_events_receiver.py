@@ -49,3 +49,16 @@ def test_the_receiver_answers_401_to_a_forged_delivery_and_400_to_a_signed_non_w
     body = json.dumps({"hello": "world"})
     odd = client.post("/mlflow", content=body, headers=_headers(body=body))
     assert odd.status_code == 400
+
+
+def test_an_approval_made_in_the_registry_is_its_bare_key_on_an_expert_model():
+    from flows.infra.approvals import approval_tag
+    from governance.tags import ApprovalTags
+
+    assert approval_tag("flexo-expert-beta", "approval.rev-one") == "rev-one"
+    assert approval_tag("flexo-expert-beta", "approval.rev-one.note") is None  # not the last
+    assert approval_tag("flexo-release", "approval.rev-one") is None
+    assert approval_tag("flexo-expert-beta", "approval_status") is None
+    # a hand-made approval (its time only) reads as a human reviewer's
+    (approval,) = ApprovalTags.keyed({"approval.rev-one": "2026-12-02T08:00:00Z"}).values()
+    assert (approval.reviewer, approval.reviewer_kind) == ("rev-one", "human")

@@ -20,6 +20,7 @@ from servers import (
     free_port,
     ok,
     postgres_installed,
+    story_file,
 )
 
 
@@ -75,6 +76,15 @@ def world(consortium, tiny_anchor, builtin, tmp_path_factory):
         ok(consortium.flexo(reviewer, "review", "declare"))
         ok(consortium.flexo(reviewer, "review", "approve", "--contributor", "alpha",
                              "--version", 1))
-    ok(consortium.flexo("operator", "release", "--rt-steps", 0, "--eval-tokens", 2048,
+    ok(consortium.flexo("operator", "release", "--rt-steps", 5, "--eval-tokens", 2048,
                          "--max-public-increase", 10))
     return {"data": data}
+
+
+@pytest.fixture(scope="session")
+def deployed(consortium, world, tmp_path_factory) -> Path:
+    """The operator's deployments and beta's on the Prefect server (`flexo deploy`), contribution
+    runs without a heartbeat for 90 s counted as crashed (the workers beat every 30 s)."""
+    story = story_file(tmp_path_factory.mktemp("story"), world["data"]["beta"])
+    ok(consortium.flexo("operator", "deploy", "--prefect-file", story, "--crash-after", 90))
+    return story

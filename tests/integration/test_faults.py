@@ -1,15 +1,19 @@
-"""Faults the consortium's servers survive with nothing lost (issue 17 acceptance 5): the MLflow
-server or PostgreSQL down while a contributor's flow runs (MLflow's client retries, the flow
-completes, its version is registered once), and the events receiver down while `production` is
-moved by hand (the check it runs on start puts it back, once)."""
+"""Faults the consortium's servers survive with nothing lost (issue 17 acceptance 5): a
+contributor's worker killed mid-training (its run is marked crashed and run again, resuming from
+the last checkpoint), the MLflow server or PostgreSQL down while a contributor's flow runs
+(MLflow's client retries, the flow completes, its version is registered once), and the events
+receiver down while `production` is moved by hand (the check it runs on start puts it back,
+once)."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
-from servers import CONTRIBUTE, ok
+from prefect_server import server_client
+from servers import CONTRIBUTE, ok, until
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 OUTAGE_S = 15
@@ -73,3 +77,33 @@ def test_a_hand_moved_alias_is_caught_when_the_receiver_comes_back(consortium, w
     now = [e for e in _ledger(consortium, "operator") if e["event"] == "alias-revert"]
     assert len(now) == len(reverts) + 1
     assert now[-1]["subject"] == f"flexo-release v{candidate.version}"
+
+
+def test_a_contribution_whose_worker_dies_is_run_again_and_resumes(consortium, world, deployed):
+    home = Path(consortium.env("beta")["FLEXO_HOME"])
+    versions = _versions(consortium, "beta")
+    worker = consortium.worker("beta", "beta-pool")
+    try:
+        consortium.run_deployment("beta", "contribute/contribute-beta-long")
+        until("a training checkpoint", lambda: list(
+            (home / "modules" / "beta").glob(".*.resume/state.json")), timeout=600)
+    finally:
+        consortium.stop(worker, kill=True)  # the machine dies: worker and run, mid-training
+    worker = consortium.worker("beta", "beta-pool")  # and comes back
+    try:
+        new = until("the contribution run again and registered", lambda: sorted(
+            set(_versions(consortium, "beta")) - set(versions)), timeout=900)
+    finally:
+        consortium.stop(worker)
+    assert len(new) == 1  # registered once
+    with server_client(consortium.env("operator")["PREFECT_API_URL"]) as client:
+        (deployment,) = [d for d in client.read_deployments() if d.name == "contribute-beta-long"]
+        runs = [r for r in client.read_flow_runs() if r.deployment_id == deployment.id]
+    states = sorted(r.state.type.value for r in runs)
+    assert states == ["COMPLETED", "CRASHED"], states
+    rerun = next(r for r in runs if r.state.type.value == "COMPLETED")
+    assert rerun.created_by.type == "AUTOMATION"
+    trained = consortium.client("operator").search_runs(
+        [consortium.client("operator").get_experiment_by_name("flexo-contribute").experiment_id],
+        "tags.mlflow.runName = 'train'", order_by=["attributes.start_time DESC"], max_results=1)
+    assert trained[0].data.metrics["resumed_from_step"] >= 20  # from the checkpoint, not 0
