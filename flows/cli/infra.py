@@ -1,6 +1,6 @@
-"""`flexo infra up|down|status|env|users sync`: the consortium's servers on one machine
-(infra/local's scripts: PostgreSQL, MLflow with flexo's auth app, Prefect server and worker) and
-the policy's identities on them."""
+"""`flexo infra up|down|stop|status|env|users sync|events`: the consortium's servers on one
+machine (infra/local's scripts: PostgreSQL, MLflow with flexo's auth app, Prefect server and
+worker, the events receiver), the policy's identities on them, and the receiver itself."""
 
 from __future__ import annotations
 
