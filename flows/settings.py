@@ -67,3 +67,8 @@ def server_identity() -> str | None:
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
     return user if user and uri.startswith(("http://", "https://")) else None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`NAME=value` lines (what infra/local writes: client.env, credentials, secrets.env)."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)

@@ -54,6 +54,8 @@ def _script(name: str, directory: Path, *args: str) -> int:
 
 def client_environment(directory: Path, user: str | None) -> dict[str, str]:
     """What a client of these servers sets: the URIs, and `user`'s credentials."""
+    from flows.settings import read_env_file
+
     files = [directory / "client.env"] + ([directory / "credentials" / f"{user}.env"] if user
                                           else [])
     values: dict[str, str] = {}
@@ -61,7 +63,7 @@ def client_environment(directory: Path, user: str | None) -> dict[str, str]:
         if not path.is_file():
             raise ConfigError(f"{path} does not exist; run `flexo infra up` (URIs) and "
                               f"`flexo infra users sync` (a user's credentials) first")
-        values |= dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
+        values |= read_env_file(path)
     return values
 
 

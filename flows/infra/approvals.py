@@ -18,8 +18,8 @@ from flows import events, ledger
 from flows.policy import policy_in_force
 from flows.tracking import registry, runs
 from governance.access import AccessRefused, require_reviewer
-from governance.policy import gate_failures
-from governance.tags import ApprovalTags, ReviewTags
+from governance.reviews import Review, Reviewer, ReviewRefused, check_gates
+from governance.tags import ApprovalTags
 
 ACTOR = "flexo-events"
 
@@ -53,32 +53,26 @@ def settle(contributor: str, version: int, reviewer: str) -> Settlement | None:
     policy = policy_in_force()
     if tags.approval_status != "pending" or len(tags.approvals) < policy.approvals_required:
         return None
-    subject = f"{current.name} v{version}"
-    try:
+    review = Review(contributor=contributor, version=version, reviewer=Reviewer(name=reviewer),
+                    decision="approved", note="approved in the registry", at=timestamp())
+    try:  # reviewers the policy admits; the module gates, less the waivers on record
         for name in tags.approvals:
             require_reviewer(policy, name)
-    except AccessRefused as e:
+        check_gates(review, policy, tags)
+    except (AccessRefused, ReviewRefused) as e:
         ledger.record("refusal", ACTOR, contributor, action="review approved", reason=str(e),
                       version=version)
         return Settlement(contributor=contributor, version=version, approved=False,
                           reason=str(e))
-    failures = gate_failures(policy, tags.figures(), frozenset(tags.waivers))
-    if failures:
-        reason = f"{subject} fails the policy: {'; '.join(failures)}"
-        ledger.record("refusal", ACTOR, contributor, action="review approved", reason=reason,
-                      version=version)
-        return Settlement(contributor=contributor, version=version, approved=False,
-                          reason=reason)
-    ordered = sorted(tags.approvals.values(), key=lambda a: (a.at, a.reviewer))
-    reviewers = ",".join(a.reviewer for a in ordered)
-    registry.tag_version(current.name, version, ReviewTags(
-        reviewed_by=reviewers, reviewer_kind="human", reviewed_at=timestamp(),
-        review_note="approved in the registry", approval_status="approved"))
+    settled = review.settled(tags.approvals, policy.approvals_required)  # as `flexo review`
+    registry.tag_version(current.name, version, settled)
     ledger.record("review", reviewer, contributor, version=version, decision="approved",
-                  reviewer_kind="human", approvals=f"{len(ordered)}/{policy.approvals_required}",
+                  reviewer_kind=settled.reviewer_kind,
+                  approvals=f"{len(tags.approvals)}/{policy.approvals_required}",
                   status="approved", recorded_in="registry")
     events.emit(events.EXPERT_APPROVED, f"flexo.expert.{contributor}",
                 {"registered_model": current.name, "version": version, "reviewer": reviewer,
-                 "reviewer_kind": "human", "approvals": len(ordered)}, contributor=contributor)
+                 "reviewer_kind": settled.reviewer_kind, "approvals": len(tags.approvals)},
+                contributor=contributor)
     return Settlement(contributor=contributor, version=version, approved=True,
-                      reason=f"approved by {reviewers}")
+                      reason=f"approved by {settled.reviewed_by}")

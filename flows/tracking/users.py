@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from components.atomic import atomic_write
 from flows.infra.permissions import EXPERIMENTS, Grant, grants, identities, registered_models
+from flows.settings import read_env_file
 from governance.policy import Policy
 
 APP = "flexo-auth"  # the server's `--app-name`; its client is MLflow's AuthServiceClient
@@ -96,6 +97,5 @@ def admin_environment(secrets_file: Path) -> dict[str, str]:
     environment names credentials already."""
     if os.environ.get("MLFLOW_TRACKING_USERNAME"):
         return {}
-    values = dict(line.split("=", 1) for line in secrets_file.read_text().splitlines() if line)
-    return {"MLFLOW_TRACKING_USERNAME": "admin",
-            "MLFLOW_TRACKING_PASSWORD": values["MLFLOW_AUTH_ADMIN_PASSWORD"]}
+    return {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD":
+            read_env_file(secrets_file)["MLFLOW_AUTH_ADMIN_PASSWORD"]}

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from flows.settings import read_env_file
+
 FLEXO = str(Path(sys.executable).with_name("flexo"))
 CONTRIBUTORS = ("alpha", "beta")
 REVIEWERS = ("rev-one", "rev-two")
@@ -76,9 +78,7 @@ class Consortium:
                              "FLEXO_INFRA_DIR": str(self.directory),
                              "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         for name in ["client.env"] + ([f"credentials/{user}.env"] if user else []):
-            for line in (self.directory / name).read_text().splitlines():
-                key, _, value = line.partition("=")
-                env[key] = value
+            env |= read_env_file(self.directory / name)
         return env
 
     def flexo(self, user: str | None, *args: object, extra: dict[str, str] | None = None,
