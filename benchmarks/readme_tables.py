@@ -39,10 +39,18 @@ def _train_throughput(report: dict) -> str:
           f"{r['model_gflops_per_second']:.1f}", f"{r['mfu']:.0%}",
           f"{r['est_full_training_minutes']}"] for r in report["results"]),
         align=["left"] + ["right"] * 5)
-    return _with_notes(table, (
-        f"fp32 on {report['threads']} CPU threads, torch {report['torch']}; MFU "
-        f"against the fp32 matmul peak measured in the same process "
-        f"({report['matmul_peak_gflops']} GFLOP/s)."))
+    if report.get("dtype", "float32") == "float32":
+        note = (f"fp32 on {report['threads']} CPU threads, torch {report['torch']}; MFU "
+                f"against the fp32 matmul peak measured in the same process "
+                f"({report['matmul_peak_gflops']} GFLOP/s).")
+    else:
+        against = (f"the datasheet's dense bf16 peak ({report['datasheet_peak_gflops']:,.0f} "
+                   f"GFLOP/s; measured bf16 GEMM peak {report['matmul_peak_gflops']:,.0f})"
+                   if report.get("datasheet_peak_gflops") else
+                   f"the bf16 GEMM peak measured in the same process "
+                   f"({report['matmul_peak_gflops']:,.0f} GFLOP/s)")
+        note = f"bf16 autocast on {report['device']}, torch {report['torch']}; MFU against {against}."
+    return _with_notes(table, note)
 
 
 def _expert_ops(report: dict) -> str:

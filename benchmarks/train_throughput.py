@@ -1,11 +1,16 @@
 """Anchor training throughput and model-FLOPs utilisation (MFU) per preset, on this machine.
 
-MFU = model FLOPs per second / fp32 matmul FLOP/s measured in the same process (so the ratio is
-meaningful on any machine). Model FLOPs per token follow the PaLM convention: 6 N + 12 L H T, with
-N the matmul parameters (lm_head included, embedding lookup excluded). The timed steps run the real
-training loop (`train_causal_lm`) on random token windows, after warm-up steps.
+On the CPU (fp32): MFU = model FLOPs per second / fp32 matmul FLOP/s measured in the same process
+(so the ratio is meaningful on any machine). On CUDA (`--device cuda`, bf16 autocast as training
+runs there): MFU against the device's dense bf16 peak from its datasheet (`DATASHEET_BF16`; the
+bf16 GEMM peak measured in the same process is reported beside it, and stands in for a device the
+table lacks). Model FLOPs per token follow the PaLM convention: 6 N + 12 L H T, with N the matmul
+parameters (lm_head included, embedding lookup excluded). The timed steps run the real training
+loop (`train_causal_lm`) on random token windows, after warm-up steps. `--shape` adds a preset of
+your own (AnchorPreset fields as JSON), e.g. one that fills the device.
 
-    python benchmarks/train_throughput.py [--presets tiny small base] [--out FILE]
+    python benchmarks/train_throughput.py [--presets tiny small base] [--device cpu|cuda]
+        [--shape '{"name": "1b", "hidden_size": 2048, ...}'] [--out FILE]
 """
 
 from __future__ import annotations
@@ -24,20 +29,33 @@ from components.atomic import atomic_write
 from components.lm_training import TrainConfig, train_causal_lm
 from components.token_data import window_sampler
 
-RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
+RESULTS = Path(__file__).parent / "results"
 TIMED_STEPS = {"tiny": 40, "small": 15, "base": 6}
+# Dense bf16 tensor-core peak, FLOP/s, by a name `torch.cuda.get_device_name()` contains.
+DATASHEET_BF16 = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362.05e12}
 
 
-def matmul_peak(n: int = 2048, reps: int = 10) -> float:
-    """Best fp32 GEMM FLOP/s over `reps` (n x n) @ (n x n) products."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, reps: int = 10, device: str = "cpu",
+                dtype: torch.dtype = torch.float32) -> float:
+    """Best GEMM FLOP/s over `reps` (n x n) @ (n x n) products."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     a @ b  # warm-up
+    sync()
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
+
+
+def datasheet_peak(device: str) -> float | None:
+    if device != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    return next((peak for key, peak in DATASHEET_BF16.items() if key in name), None)
 
 
 def model_flops_per_token(model: torch.nn.Module, preset: AnchorPreset) -> float:
@@ -56,8 +74,8 @@ class _FakeTokenizer:
         return self.vocab
 
 
-def measure(preset: AnchorPreset, steps: int, peak: float) -> dict:
-    model = build_model(preset, _FakeTokenizer(preset.vocab_size))
+def measure(preset: AnchorPreset, steps: int, peak: float, device: str = "cpu") -> dict:
+    model = build_model(preset, _FakeTokenizer(preset.vocab_size)).to(device)
     stream = torch.randint(0, preset.vocab_size, (200_000,),
                            generator=torch.Generator().manual_seed(0))
     batches = window_sampler(stream, preset.seq_len, preset.batch_size)
@@ -75,16 +93,26 @@ def measure(preset: AnchorPreset, steps: int, peak: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=list(PRESETS))
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--shape", type=AnchorPreset.model_validate_json, action="append", default=[],
+                    help="another preset: AnchorPreset fields as JSON (repeatable)")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    peak = matmul_peak()
-    rows = [measure(PRESETS[name], TIMED_STEPS.get(name, 10), peak) for name in args.presets]
-    peak_after = matmul_peak()  # the machine may drift: report both ends
+    cuda = args.device == "cuda"
+    dtype, n = (torch.bfloat16, 8192) if cuda else (torch.float32, 2048)
+    presets = [PRESETS[name] for name in args.presets] + args.shape
+    peak = matmul_peak(n, device=args.device, dtype=dtype)
+    rows = [measure(p, TIMED_STEPS.get(p.name, 10), datasheet_peak(args.device) or peak,
+                    args.device) for p in presets]
+    peak_after = matmul_peak(n, device=args.device, dtype=dtype)  # drift: report both ends
     report = {"machine": platform.machine(), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "dtype": "float32",
+              "device": torch.cuda.get_device_name() if cuda else "cpu",
+              "threads": torch.get_num_threads(), "dtype": "bfloat16" if cuda else "float32",
+              "datasheet_peak_gflops": (datasheet_peak(args.device) or 0) / 1e9 or None,
               "matmul_peak_gflops": round(max(peak, peak_after) / 1e9, 1),
               "matmul_peak_gflops_start_end": [round(peak / 1e9, 1), round(peak_after / 1e9, 1)],
               "results": rows}
+    args.out = args.out or RESULTS / f"train_throughput{'_cuda' if cuda else ''}.json"
     atomic_write(args.out, json.dumps(report, indent=2) + "\n")
     print(RENDERERS["train_throughput"](report))
     print(f"written to {args.out}")

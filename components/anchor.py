@@ -144,10 +144,11 @@ def save_anchor(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out:
 
 
 def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: int = 0,
-                 device: str | None = None, progress: bool = True) -> AnchorCard | None:
+                 device: str | None = None, progress: bool = True,
+                 fsdp: bool = False) -> AnchorCard | None:
     """Tokenizer, then model, trained on the corpus's train split and saved to `out`. Under
-    `torchrun` every process trains (components/distributed.py) and rank 0 alone saves and
-    returns the card; the others return None."""
+    `torchrun` every process trains (components/distributed.py; `fsdp` shards the model over
+    them) and rank 0 alone saves and returns the card; the others return None."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
     check_output_dir(out)
     dev = pick_device(device)
@@ -167,12 +168,14 @@ def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: in
     stream = token_stream(texts, tokenizer)
     model = build_model(preset, tokenizer, seed).to(dev)
     cfg = TrainConfig(steps=preset.steps, lr=preset.lr, warmup_steps=preset.warmup_steps,
-                      weight_decay=0.1, seed=seed)
+                      weight_decay=0.1, seed=seed, fsdp=fsdp)
     result = train_causal_lm(model, window_sampler(stream, preset.seq_len, preset.batch_size),
                              cfg, desc=f"anchor[{preset.name}]", progress=progress)
+    state = distributed.full_state_dict(model)  # whole, on the CPU (gathered when sharded)
     if not distributed.is_main():
         return None
-    model = model.cpu()
+    model = build_model(preset, tokenizer, seed)  # a plain model to hold them
+    model.load_state_dict(state)
     router = make_public_router(model, tokenizer, corpus, fingerprint_tensors(model.state_dict()),
                                 preset.router_documents)
     return save_anchor(model, tokenizer, out, extra=router, source="trained", preset=preset.name,

@@ -3,8 +3,8 @@
 The anchor becomes a 2-expert FlexOlmo model (slot 0 public, slot 1 new, both copies of the anchor
 FFN). Only slot 1's FFN, its router row r_i and its bias b_i <= 0 train; embeddings, attention,
 norms, lm_head, slot 0 and r_pub stay bit-identical to the anchor, which is what lets modules
-trained apart be merged later. `requires_grad` cannot freeze part of a fused tensor, so gradient
-hooks zero slot 0 and AdamW runs with weight decay 0 (DESIGN §6).
+trained apart be merged later. `requires_grad` cannot freeze part of a fused tensor, so slot 0's
+gradient is zeroed after each backward pass and AdamW runs with weight decay 0 (DESIGN §6).
 
 A share of each batch is public text (`public_ratio`): public data is everyone's, and seeing it lets
 r_i learn to yield to r_pub there instead of learning only "not public" (DESIGN §6).
@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, Field
 
+from components import distributed
 from components.anchor import AnchorCard, read_fingerprint
 from components.checkpoints import load_causal_lm, load_tokenizer
 from components.devices import pick_device
@@ -55,6 +56,7 @@ class ExpertConfig(BaseModel):
     public_ratio: float = Field(0.4, ge=0, lt=1)
     top_k: int = Field(2, ge=1)
     checkpoint_every: int = Field(50, ge=0)
+    fsdp: bool = False  # under torchrun: shard the model over the ranks (FSDP2) instead of DDP
     uncoordinated: bool = False  # baseline: shared tensors train too (no common frozen anchor)
     negative_bias: bool = True  # train b_i <= 0 (DESIGN §1.4); False is the ablation without it
     dp: DPConfig | None = None  # differentially private training of the expert's tensors
@@ -82,15 +84,6 @@ def router_rows(anchor_dir: Path, method: RouterInit, contributor: str, texts: l
     return torch.stack([r_pub, r_own.expand(layers, -1)], dim=1)
 
 
-def _freeze_slot0(param: torch.nn.Parameter) -> None:
-    def hook(grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        grad[0] = 0  # public expert / r_pub: never updated (AdamW with zero grad, wd 0: no change)
-        return grad
-
-    param.register_hook(hook)
-
-
 def mixed_sampler(domain: torch.Tensor, public: torch.Tensor, cfg: ExpertConfig):
     n_public = round(cfg.batch_size * cfg.public_ratio) if public.numel() > cfg.seq_len else 0
     own = window_sampler(domain, cfg.seq_len, cfg.batch_size - n_public)
@@ -103,14 +96,13 @@ def mixed_sampler(domain: torch.Tensor, public: torch.Tensor, cfg: ExpertConfig)
     return sample
 
 
-def _check_frozen(model, anchor_state: dict[str, torch.Tensor], r_pub: torch.Tensor,
-                  uncoordinated: bool) -> None:
+def _check_frozen(state: dict[str, torch.Tensor], layers: int, anchor_state: dict[str, torch.Tensor],
+                  r_pub: torch.Tensor, uncoordinated: bool) -> None:
     """Refuse to publish unless every frozen tensor and slice is bit-identical to the anchor's."""
-    state = model.state_dict()
     expected: dict[str, torch.Tensor] = {}
     if not uncoordinated:
         expected.update({k: v for k, v in anchor_state.items() if is_shared(k)})
-    for i in range(model.config.num_hidden_layers):
+    for i in range(layers):
         gate, up, down = (anchor_state[layer_key(i, n)] for n in DENSE_FFN)
         expected[f"{layer_key(i, GATE_UP)}[0]"] = fuse_ffn(gate, up)
         expected[f"{layer_key(i, DOWN)}[0]"] = down
@@ -147,21 +139,30 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
         param.requires_grad_(moe or (cfg.uncoordinated and is_shared(name)))
         if moe:
             fused.add(name)
-            _freeze_slot0(param)
         if param.requires_grad:
             trainable[name] = param
-    biases = [p for n, p in trainable.items() if n.endswith("mlp.gate.bias")]
+
+    # Both look the parameters up by name each step: under FSDP they are the sharded ones.
+    def freeze_slot0() -> None:
+        with torch.no_grad():  # public expert / r_pub: zero grad + AdamW wd 0 = no change
+            for name, param in model.named_parameters():
+                row = distributed.first_row(param.grad) if name in fused and \
+                    param.grad is not None else None
+                if row is not None:
+                    row.zero_()
 
     def project_bias() -> None:
         with torch.no_grad():
-            for b in biases:
-                b.clamp_(max=0.0)  # b_i <= 0 (projected gradient step)
+            for name, param in model.named_parameters():
+                if name in fused and name.endswith("mlp.gate.bias"):
+                    param.clamp_(max=0.0)  # b_i <= 0 (projected gradient step)
 
     own_tokens = cfg.steps * cfg.batch_size * cfg.seq_len
     own = token_stream(texts, tokenizer, max_tokens=own_tokens)
     public_stream = token_stream(public.split("train").texts(), tokenizer, max_tokens=own_tokens)
     train_cfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                            weight_decay=0.0, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every)
+                            weight_decay=0.0, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
+                            fsdp=cfg.fsdp)
     privacy = None
     if cfg.dp is not None:
         n_public = round(cfg.batch_size * cfg.public_ratio)
@@ -173,13 +174,12 @@ def train_expert(anchor_dir: Path, contributor: str, corpus: Corpus, public: Cor
     else:
         result = train_causal_lm(model, mixed_sampler(own, public_stream, cfg), train_cfg,
                                  params=trainable, after_step=project_bias,
-                                 checkpoint_dir=resume_dir, desc=f"expert[{contributor}]",
-                                 progress=progress)
-    model = model.cpu()
-    _check_frozen(model, anchor_state, r_pub, cfg.uncoordinated)
-
-    state = model.state_dict()
+                                 after_backward=freeze_slot0, checkpoint_dir=resume_dir,
+                                 desc=f"expert[{contributor}]", progress=progress)
+    state = distributed.full_state_dict(model)  # whole tensors, on the CPU, on every rank
     layers = model.config.num_hidden_layers
+    _check_frozen(state, layers, anchor_state, r_pub, cfg.uncoordinated)
+
     tensors: dict[str, torch.Tensor] = {}
     for i in range(layers):
         tensors[f"layers.{i}.gate_up_proj"] = state[layer_key(i, GATE_UP)][1]

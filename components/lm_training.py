@@ -43,9 +43,13 @@ class TrainConfig(BaseModel):
     betas: tuple[float, float] = (0.9, 0.95)
     seed: int = 0
     checkpoint_every: int = Field(0, ge=0)  # steps between resumable checkpoints; 0 = none
+    fsdp: bool = False  # under torchrun: shard the model over the ranks (FSDP2) instead of DDP
 
     def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json(exclude={"checkpoint_every"}).encode()).hexdigest()
+        """What a checkpoint must agree with to resume: not how often it was saved, nor how
+        the ranks held the model (checkpoints hold whole tensors either way)."""
+        return hashlib.sha256(self.model_dump_json(exclude={"checkpoint_every", "fsdp"})
+                              .encode()).hexdigest()
 
 
 class TrainResult(BaseModel):
@@ -76,11 +80,17 @@ class _Checkpoint:
 
     def save(self, step: int, named: dict[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer,
              generator: torch.Generator, losses: list[float]) -> None:
-        tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in named.items()}
+        """Every rank calls it (sharded tensors are gathered whole); rank 0 writes."""
+        def whole(t: torch.Tensor) -> torch.Tensor:
+            return distributed.full(t).detach().cpu().contiguous()
+
+        tensors = {f"param/{n}": whole(p) for n, p in named.items()}
         for n, p in named.items():
             for key, value in optimizer.state.get(p, {}).items():
-                tensors[f"adam/{key}/{n}"] = value.detach().cpu().reshape(value.shape).contiguous()
+                tensors[f"adam/{key}/{n}"] = whole(value)
         tensors["rng"] = generator.get_state()
+        if not distributed.is_main():
+            return
         # Weights first, then the JSON that points at them, each replaced whole; both carry the
         # step, checked on load, so a crash between the two writes is detected, never resumed.
         with atomic_file(self.dir / "state.safetensors") as tmp:
@@ -105,8 +115,8 @@ class _Checkpoint:
                                   f"interrupted); remove it to train from the start")
         with torch.no_grad():
             for n, p in named.items():
-                p.copy_(tensors[f"param/{n}"])
-                state = {key.split("/")[1]: t.to(p.device) for key, t in tensors.items()
+                p.copy_(distributed.like(tensors[f"param/{n}"], p))
+                state = {key.split("/")[1]: distributed.like(t, p) for key, t in tensors.items()
                          if key.startswith("adam/") and key.endswith(f"/{n}")
                          and key.split("/", 2)[2] == n}
                 if state:
@@ -121,11 +131,14 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
                     after_step: Callable[[], None] | None = None,
                     checkpoint_dir: Path | None = None, desc: str = "train",
                     progress: bool = True,
-                    aux_loss: Callable[[], torch.Tensor] | None = None) -> TrainResult:
+                    aux_loss: Callable[[], torch.Tensor] | None = None,
+                    after_backward: Callable[[], None] | None = None) -> TrainResult:
     """Train `params` (default: all trainable, by name) of `model` for `cfg.steps` steps.
 
     `aux_loss`, when given, is called after each forward pass and added to the LM loss (e.g. a
-    router loss read from forward hooks).
+    router loss read from forward hooks). `after_backward` sees the gradients before clipping
+    (e.g. to zero a frozen slice), `after_step` the parameters after the update; both look
+    parameters up on `model` by name, since sharding replaces them.
 
     With `checkpoint_dir` and `cfg.checkpoint_every`, state is saved every that many steps and a
     rerun with the same config resumes from the last save, giving bit-identical results on CPU.
@@ -135,9 +148,10 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
     progress and writes checkpoints.
     """
     device = next(model.parameters()).device
-    forward = distributed.parallel(model, device)
-    named = params if params is not None else {
-        n: p for n, p in model.named_parameters() if p.requires_grad}
+    names = set(params) if params is not None else {
+        n for n, p in model.named_parameters() if p.requires_grad}
+    forward = distributed.parallel(model, device, fsdp=cfg.fsdp)
+    named = {n: p for n, p in model.named_parameters() if n in names}  # sharded ones, if so
     optimizer = torch.optim.AdamW(list(named.values()), lr=cfg.lr, betas=cfg.betas,
                                   weight_decay=cfg.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
@@ -165,6 +179,8 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
             raise TrainingDiverged(f"loss became {global_loss} at step {step}; "
                                    f"lower the learning rate")
         loss.backward()
+        if after_backward is not None:
+            after_backward()
         torch.nn.utils.clip_grad_norm_(list(named.values()), cfg.grad_clip)
         optimizer.step()
         schedule.step()
@@ -176,8 +192,7 @@ def train_causal_lm(model: PreTrainedModel, sample_batch: SampleBatch, cfg: Trai
         rate = tokens / (time.perf_counter() - start)
         bar.note(loss=f"{losses[-1]:.3f}", tok_s=f"{rate:,.0f}")
         if ckpt and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
-            if distributed.is_main():
-                ckpt.save(step + 1, named, optimizer, generator, losses)
+            ckpt.save(step + 1, named, optimizer, generator, losses)
             distributed.barrier()  # no rank runs ahead of a save it might resume from
     model.eval()
     seconds = max(time.perf_counter() - start, 1e-9)

@@ -178,6 +178,7 @@ def train(anchor: Path, anchor_fingerprint: str, contributor: str, corpus: Corpu
     (`$FLEXO_HOME/modules/<id>/<key>`) when a whole, unaltered copy is there; trained into it
     otherwise. Returns its manifest and directory."""
     from flows.modules import intact_module, train_module
+    from flows.ranks import order_training
 
     fingerprint = corpus.fingerprint()
     key = training_key(anchor_fingerprint, contributor, fingerprint.digest, cfg)
@@ -191,6 +192,7 @@ def train(anchor: Path, anchor_fingerprint: str, contributor: str, corpus: Corpu
         runs.log_params(cfg.model_dump())
         runs.log_fingerprint_input(f"{contributor}-corpus", fingerprint.digest, "training",
                                    documents=str(fingerprint.documents))
+        order_training(anchor, out, fingerprint.digest, cfg)  # under torchrun: every rank trains
         manifest, result = train_module(anchor, contributor, corpus, cfg, out, device=device)
         runs.log_curve("loss", result.losses)
         runs.log_metrics(result.metrics)

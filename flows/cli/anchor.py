@@ -10,7 +10,7 @@ import typer
 
 from flows.cli.app import FLOW_LIBRARIES, command, out, sub_app
 from flows.cli.console import StoryDisplay
-from flows.cli.options import DeviceOpt, OutOpt, Preset
+from flows.cli.options import DeviceOpt, FsdpOpt, OutOpt, Preset
 
 anchor_app = sub_app("anchor", "The public anchor model.")
 
@@ -23,6 +23,7 @@ def anchor_train(
                                               "instead of the built-in public mix.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = None,
+    fsdp: FsdpOpt = False,
 ) -> None:
     """Train the public anchor (OLMo-2) from scratch and save it as an HF checkpoint."""
     from components.atomic import check_output_dir
@@ -38,7 +39,7 @@ def anchor_train(
         corpus = load_domain(PUBLIC)
     from components.anchor import train_anchor
 
-    card = train_anchor(out_dir, preset.value, corpus, seed=seed, device=device)
+    card = train_anchor(out_dir, preset.value, corpus, seed=seed, device=device, fsdp=fsdp)
     if card is not None:  # under torchrun, rank 0 saved it and speaks
         out.print(f"anchor written to {out_dir} ({card.parameters:,} parameters, "
                   f"final loss {card.final_loss:.3f}, fingerprint {card.fingerprint[:16]})")

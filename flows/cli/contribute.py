@@ -44,10 +44,16 @@ def contribute(
              "one the policy does not know.")] = "proprietary",
     device: DeviceOpt = None,
 ) -> None:
-    """Validate, train, evaluate, audit and publish your expert module as a pending version."""
+    """Validate, train, evaluate, audit and publish your expert module as a pending version.
+
+    Under `torchrun --nproc_per_node N` rank 0 runs the flow and all N processes train
+    (flows/ranks.py)."""
+    from components import distributed
     from components.atomic import check_output_dir
+    from components.devices import pick_device
     from components.extraction_audit import AuditConfig
     from flows.contribute import ContributeConfig, contribute_flow
+    from flows.ranks import follow, leading
 
     checked_contributor(contributor)
     if audit_documents < 0:
@@ -59,7 +65,11 @@ def contribute(
     proxies = proxy_config(proxy_tokens, expert.seed)
     cfg = ContributeConfig(expert=expert, pii=pii.value, audit=audit, proxies=proxies,
                            device=device, licence=licence.lower())
-    with StoryDisplay(out):
+    distributed.start(pick_device(device))
+    if not distributed.is_main():
+        follow(contributor, data, cfg.pii, device)
+        return
+    with leading(), StoryDisplay(out):
         result = contribute_flow(contributor, data, anchor, cfg, out_dir)
     local = result.local
     out.print(f"published {result.registered_model} version {result.version} "

@@ -74,6 +74,11 @@ def as_option(help: str) -> Any:
 OperatorOpt = Annotated[str, as_option("Who acts: an operator of the policy (trusted as given "
                                        "in the embedded mode).")]
 
+FsdpOpt = Annotated[bool, typer.Option(
+    "--fsdp", help="Under torchrun: shard parameters, gradients and optimizer state over the "
+                   "processes (FSDP2) instead of a whole copy on each (DDP), for models that do "
+                   "not fit one device.")]
+
 # The expert-training options: name -> (annotation, default). Unset ones (None) keep
 # ExpertConfig's defaults, so the defaults live in one place.
 _EXPERT_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -94,13 +99,14 @@ _EXPERT_OPTIONS: dict[str, tuple[Any, Any]] = {
         help="DP delta (default: 0.1 / private windows).")], None),
     "dp_max_grad_norm": (Annotated[float, typer.Option(help="DP per-sample clipping norm.")],
                          1.0),
+    "fsdp": (FsdpOpt, False),
 }
 
 
 def expert_config(router_init: RouterInit | str, steps: int | None, lr: float | None,
                   public_ratio: float | None, router_docs: int | None, seed: int,
                   dp_epsilon: float | None, dp_delta: float | None, dp_max_grad_norm: float,
-                  **extra: Any):
+                  fsdp: bool = False, **extra: Any):
     """An ExpertConfig from the options; invalid values raise pydantic's ValidationError, which
     the CLI turns into one line."""
     from components.expert_training import ExpertConfig
@@ -109,7 +115,7 @@ def expert_config(router_init: RouterInit | str, steps: int | None, lr: float | 
              "router_documents": router_docs,
              "dp": None if dp_epsilon is None else {"epsilon": dp_epsilon, "delta": dp_delta,
                                                     "max_grad_norm": dp_max_grad_norm}}
-    return ExpertConfig(seed=seed, router_init=RouterInit(router_init).value, **extra,
+    return ExpertConfig(seed=seed, router_init=RouterInit(router_init).value, fsdp=fsdp, **extra,
                         **{k: v for k, v in given.items() if v is not None})
 
 
