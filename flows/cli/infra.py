@@ -129,9 +129,12 @@ def sync(directory: DirOpt = None) -> None:
     for grant in report.granted:
         out.print(f"{grant.user}: {grant.permission} on {grant.kind} {grant.name}",
                   highlight=False)
+    for gone in report.revoked:
+        out.print(f"{gone.user}: {gone.held} on {gone.kind} {gone.name} revoked (the policy no "
+                  f"longer gives it)", highlight=False)
     out.print(f"{len(report.created_users)} users created, {len(report.existing_users)} "
-              f"existed; {len(report.granted)} permissions granted, {report.unchanged} unchanged",
-              highlight=False)
+              f"existed; {len(report.granted)} permissions granted, {len(report.revoked)} "
+              f"revoked, {report.unchanged} unchanged", highlight=False)
 
 
 @command(group, log=("mlflow", "prefect"))

@@ -3,7 +3,11 @@ roles give (flows.infra.permissions), through MLflow's auth API as its admin.
 
 Idempotent: a user that exists keeps its password; a permission that differs is replaced; the
 registered models and experiments the grants name are created by the admin first, so no
-participant owns (and could hand out) what belongs to another. A new user's password is
+participant owns (and could hand out) what belongs to another. What the policy no longer gives
+is taken back: any non-admin user's permission on a `flexo-*` registered model or on flexo's
+experiments that the plan lacks is revoked (a removed contributor, a reviewer stepped down); the
+accounts stay (with `NO_PERMISSIONS` by default they see nothing of flexo's), and other users'
+permissions on the server's other resources are not flexo's business. A new user's password is
 generated here and written once, mode 0600, to `<credentials>/<user>.env`
 (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD) for the operator to hand over.
 """
@@ -26,10 +30,18 @@ from governance.policy import Policy
 APP = "flexo-auth"  # the server's `--app-name`; its client is MLflow's AuthServiceClient
 
 
+class Revoked(BaseModel):
+    user: str
+    kind: str
+    name: str
+    held: str  # the permission taken back
+
+
 class SyncReport(BaseModel):
     created_users: list[str] = []
     existing_users: list[str] = []
     granted: list[Grant] = []  # grants that were missing or different
+    revoked: list[Revoked] = []  # permissions the policy no longer gives
     unchanged: int = 0
 
 
@@ -89,7 +101,34 @@ def sync(policy: Policy, tracking_uri: str, credentials: Path) -> SyncReport:
             auth.revoke_user_permission(grant.user, grant.kind, resource)
         auth.grant_user_permission(grant.user, grant.kind, resource, grant.permission)
         report.granted.append(grant)
+    report.revoked = _revoke_the_rest(auth, MlflowClient(tracking_uri), ids, policy)
     return report
+
+
+def _revoke_the_rest(auth, client: MlflowClient, ids: dict[str, str],
+                     policy: Policy) -> list[Revoked]:
+    """Revoke every non-admin user's permission on flexo's resources that the plan lacks;
+    operators keep theirs on every flexo model (a removed contributor's too: its versions are
+    still theirs to withdraw)."""
+    from mlflow.server.auth.routes import LIST_USERS
+
+    keep = {(g.user, g.kind, g.name) for g in grants(policy)}
+    resources = [("experiment", name, ids[name]) for name in EXPERIMENTS] + [
+        ("registered_model", m.name, m.name)
+        for m in client.search_registered_models("name LIKE 'flexo-%'")]
+    users = [u["username"] for u in auth._request(LIST_USERS, "GET")["users"]  # no public call
+             if not u["is_admin"]]
+    revoked = []
+    for user in users:
+        for kind, name, resource in resources:
+            if (user, kind, name) in keep or (
+                    kind == "registered_model" and user in policy.roles.operators):
+                continue
+            held = auth.get_user_permission(user, kind, resource).permission
+            if held != "NO_PERMISSIONS":
+                auth.revoke_user_permission(user, kind, resource)
+                revoked.append(Revoked(user=user, kind=kind, name=name, held=held))
+    return revoked
 
 
 def admin_environment(secrets_file: Path) -> dict[str, str]:

@@ -6,11 +6,15 @@ flexo as one line. Reviews are recorded under the server identity that made them
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from mlflow.exceptions import MlflowException
 from servers import CONTRIBUTE
 
 from flows.cli.app import server_refusal
+from flows.contribute import EXPERIMENT as CONTRIBUTE_EXPERIMENT
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -118,3 +122,37 @@ def test_wrong_credentials_are_one_line(consortium, world):
     result = consortium.flexo("alpha", "review", "list",
                               extra={"MLFLOW_TRACKING_PASSWORD": "not-alphas-password"})
     _one_line_refusal(result, "refused the credentials of 'alpha'")
+
+
+def test_users_sync_takes_back_what_the_policy_no_longer_gives(consortium, world, tmp_path):
+    """A contributor taken out of the policy loses, at the next sync, every permission on
+    flexo's models and experiments (the operator keeps managing its model); synced with the
+    policy that lists it again, it has them back."""
+    smaller = yaml.safe_load(consortium.policy.read_text())
+    smaller["roles"]["contributors"].remove("beta")
+    without_beta = tmp_path / "policy.yaml"
+    without_beta.write_text(yaml.safe_dump(smaller))
+
+    def sync(policy: Path):
+        return consortium.flexo(None, "infra", "users", "sync", "--dir", consortium.directory,
+                                extra={"FLEXO_POLICY": str(policy)})
+
+    consortium.client("beta").get_registered_model("flexo-expert-beta")  # beta may, today
+    try:
+        result = sync(without_beta)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "beta: EDIT on registered_model flexo-expert-beta revoked" in result.stdout
+        assert "beta: EDIT on registered_model flexo-release revoked" in result.stdout
+        assert "operator:" not in result.stdout  # operators keep every flexo model
+        beta = consortium.client("beta")
+        _denied(lambda: beta.get_registered_model("flexo-expert-beta"))
+        _denied(lambda: beta.get_registered_model("flexo-release"))
+        _denied(lambda: beta.get_experiment_by_name(CONTRIBUTE_EXPERIMENT))
+        operator = consortium.client("operator")
+        assert operator.get_registered_model("flexo-expert-beta").name == "flexo-expert-beta"
+        assert "revoked" not in sync(without_beta).stdout.replace("0 revoked", "")  # idempotent
+    finally:
+        again = sync(consortium.policy)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "beta: EDIT on registered_model flexo-expert-beta" in again.stdout
+    consortium.client("beta").get_registered_model("flexo-expert-beta")
