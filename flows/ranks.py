@@ -5,7 +5,8 @@ Only rank 0 validates, screens, talks to MLflow and Prefect, evaluates and publi
 it together (components/distributed.py); otherwise, and whenever its flow ends or fails first,
 the order says there is nothing to train and the others exit. Each rank reads and screens the
 data itself (the contributor's text is never sent between processes) and must arrive at the
-digest rank 0 trains on.
+digest rank 0 trains on. The anchor and the checkpoints are shared by path: one node, or
+several with a shared filesystem.
 """
 
 from __future__ import annotations
