@@ -101,14 +101,15 @@ def main() -> None:
     cuda = args.device == "cuda"
     dtype, n = (torch.bfloat16, 8192) if cuda else (torch.float32, 2048)
     presets = [PRESETS[name] for name in args.presets] + args.shape
+    datasheet = datasheet_peak(args.device)
     peak = matmul_peak(n, device=args.device, dtype=dtype)
-    rows = [measure(p, TIMED_STEPS.get(p.name, 10), datasheet_peak(args.device) or peak,
-                    args.device) for p in presets]
+    rows = [measure(p, TIMED_STEPS.get(p.name, 10), datasheet or peak, args.device)
+            for p in presets]
     peak_after = matmul_peak(n, device=args.device, dtype=dtype)  # drift: report both ends
     report = {"machine": platform.machine(), "torch": torch.__version__,
               "device": torch.cuda.get_device_name() if cuda else "cpu",
               "threads": torch.get_num_threads(), "dtype": "bfloat16" if cuda else "float32",
-              "datasheet_peak_gflops": (datasheet_peak(args.device) or 0) / 1e9 or None,
+              "datasheet_peak_gflops": datasheet / 1e9 if datasheet else None,
               "matmul_peak_gflops": round(max(peak, peak_after) / 1e9, 1),
               "matmul_peak_gflops_start_end": [round(peak / 1e9, 1), round(peak_after / 1e9, 1)],
               "results": rows}

@@ -171,11 +171,9 @@ def train_anchor(out: Path, preset: str | AnchorPreset, corpus: Corpus, seed: in
                       weight_decay=0.1, seed=seed, fsdp=fsdp)
     result = train_causal_lm(model, window_sampler(stream, preset.seq_len, preset.batch_size),
                              cfg, desc=f"anchor[{preset.name}]", progress=progress)
-    state = distributed.full_state_dict(model)  # whole, on the CPU (gathered when sharded)
-    if not distributed.is_main():
+    model = distributed.unsharded(model, lambda: build_model(preset, tokenizer, seed))
+    if model is None:  # not rank 0
         return None
-    model = build_model(preset, tokenizer, seed)  # a plain model to hold them
-    model.load_state_dict(state)
     router = make_public_router(model, tokenizer, corpus, fingerprint_tensors(model.state_dict()),
                                 preset.router_documents)
     return save_anchor(model, tokenizer, out, extra=router, source="trained", preset=preset.name,

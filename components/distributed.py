@@ -11,7 +11,7 @@ talks to trackers. Gloo on the CPU, NCCL on CUDA.
 With `fsdp` (FSDP2, `fully_shard`) each rank holds 1/N of every parameter, gradient and
 optimizer moment instead of a whole copy, for models that do not fit one device: the same
 update, so the same loss curve. Parameters become DTensors sharded on dim 0 in `torch.chunk`
-order; `full` and `full_state_dict` gather them (a collective: every rank calls it), `like` puts
+order; `full`, `full_state_dict` and `unsharded` gather them (a collective: every rank calls it), `like` puts
 a whole tensor back into a sharded one, `first_row` finds global row 0 in a shard.
 """
 
@@ -21,6 +21,7 @@ import atexit
 import datetime
 import json
 import os
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -148,6 +149,22 @@ def first_row(tensor: torch.Tensor) -> torch.Tensor | None:
         raise ValueError(f"expected a tensor sharded on dim 0, got {tensor.placements}")
     local = tensor.to_local()
     return local[0] if tensor.device_mesh.get_local_rank() == 0 and local.shape[0] else None
+
+
+def unsharded(model: torch.nn.Module,
+              rebuild: Callable[[], torch.nn.Module]) -> torch.nn.Module | None:
+    """The trained `model` whole on the CPU, on rank 0 (None on the others): a sharded model's
+    tensors are gathered (every rank takes part) into `rebuild()`, a plain one just moves."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(model, FSDPModule):
+        return model.cpu() if is_main() else None
+    state = full_state_dict(model)
+    if not is_main():
+        return None
+    plain = rebuild()
+    plain.load_state_dict(state)
+    return plain
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

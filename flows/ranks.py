@@ -61,18 +61,17 @@ def leading() -> Iterator[None]:
         _Leader.order(TrainingOrder(train=False))
 
 
-def follow(contributor: str, data: Path, pii: PiiPolicy, device: str | None) -> bool:
-    """A rank other than 0: wait for rank 0's order and train with it; True when it trained."""
+def follow(contributor: str, data: Path, pii: PiiPolicy, device: str | None) -> None:
+    """A rank other than 0: wait for rank 0's order and train with it, if it is one to train."""
     from components.pii import screen_corpus
     from components.user_data import load_directory
     from flows.modules import train_module
 
     order = TrainingOrder.model_validate(distributed.receive())
     if not order.train:
-        return False
+        return
     corpus, _ = screen_corpus(load_directory(data), pii)
     if corpus.fingerprint().digest != order.data_digest:
         raise DataError(f"rank {distributed.rank_and_size()[0]} reads other data in {data} than "
                         f"rank 0; every process must see the same directory")
     train_module(order.anchor, contributor, corpus, order.expert, order.out, device=device)
-    return True

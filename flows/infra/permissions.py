@@ -49,8 +49,10 @@ def registered_models(policy: Policy) -> list[str]:
     return [ANCHOR_MODEL, RELEASE_MODEL, *(expert_model(c) for c in policy.roles.contributors)]
 
 
-def grants(policy: Policy) -> list[Grant]:
-    """What each identity may do, highest permission per (user, resource)."""
+def grants(policy: Policy, held_models: list[str] | tuple[str, ...] = ()) -> list[Grant]:
+    """What each identity may do, highest permission per (user, resource). Operators manage
+    `held_models` too: flexo's models the server already holds, a removed contributor's among
+    them (its versions are still theirs to withdraw)."""
     roles = policy.roles
     experts = [expert_model(c) for c in roles.contributors]
     plan: dict[tuple[str, Kind, str], Level] = {}
@@ -63,7 +65,7 @@ def grants(policy: Policy) -> list[Grant]:
                 plan[key] = level
 
     for user in roles.operators:
-        give(user, "registered_model", registered_models(policy), "MANAGE")
+        give(user, "registered_model", [*registered_models(policy), *held_models], "MANAGE")
         give(user, "experiment", EXPERIMENTS, "MANAGE")
     for user in roles.contributors:
         give(user, "registered_model", [expert_model(user), RELEASE_MODEL], "EDIT")

@@ -87,10 +87,21 @@ def expert_version(contributor: str, number: int) -> RegistryVersion[ExpertVersi
     return _parsed(_version(expert_model(contributor), number), ExpertVersionTags)
 
 
+def model_names(prefix: str, client: MlflowClient | None = None) -> list[str]:
+    """Every registered model whose name starts with `prefix`, all pages of the search."""
+    client = client or MlflowClient()
+    names, token = [], None
+    while True:
+        page = client.search_registered_models(f"name LIKE '{prefix}%'", page_token=token)
+        names += [m.name for m in page]
+        token = page.token
+        if not token:
+            return names
+
+
 def contributors() -> list[str]:
     """Contributors with at least one registered module, sorted."""
-    models = MlflowClient().search_registered_models(f"name LIKE '{EXPERT_PREFIX}%'")
-    return sorted(m.name.removeprefix(EXPERT_PREFIX) for m in models)
+    return sorted(name.removeprefix(EXPERT_PREFIX) for name in model_names(EXPERT_PREFIX))
 
 
 def version_tags(name: str, number: int) -> dict[str, str]:

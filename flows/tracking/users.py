@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from components.atomic import atomic_write
 from flows.infra.permissions import EXPERIMENTS, Grant, grants, identities, registered_models
 from flows.settings import read_env_file
+from flows.tracking.registry import model_names
 from governance.policy import Policy
 
 APP = "flexo-auth"  # the server's `--app-name`; its client is MLflow's AuthServiceClient
@@ -78,7 +79,10 @@ def sync(policy: Policy, tracking_uri: str, credentials: Path) -> SyncReport:
     from mlflow.server import get_app_client
 
     auth = get_app_client(APP, tracking_uri=tracking_uri)
-    ids = _ensure_resources(MlflowClient(tracking_uri), policy)
+    client = MlflowClient(tracking_uri)
+    ids = _ensure_resources(client, policy)
+    models = model_names("flexo-", client)
+    plan = grants(policy, models)
     report = SyncReport()
     for user in identities(policy):
         password = secrets.token_urlsafe(18)
@@ -91,7 +95,7 @@ def sync(policy: Policy, tracking_uri: str, credentials: Path) -> SyncReport:
             continue
         _write_credentials(credentials, user, password)
         report.created_users.append(user)
-    for grant in grants(policy):
+    for grant in plan:
         resource = ids[grant.name] if grant.kind == "experiment" else grant.name
         held = auth.get_user_permission(grant.user, grant.kind, resource).permission
         if held == grant.permission:
@@ -101,28 +105,24 @@ def sync(policy: Policy, tracking_uri: str, credentials: Path) -> SyncReport:
             auth.revoke_user_permission(grant.user, grant.kind, resource)
         auth.grant_user_permission(grant.user, grant.kind, resource, grant.permission)
         report.granted.append(grant)
-    report.revoked = _revoke_the_rest(auth, MlflowClient(tracking_uri), ids, policy)
+    report.revoked = _revoke_the_rest(auth, plan, [("experiment", n, ids[n]) for n in EXPERIMENTS]
+                                      + [("registered_model", m, m) for m in models])
     return report
 
 
-def _revoke_the_rest(auth, client: MlflowClient, ids: dict[str, str],
-                     policy: Policy) -> list[Revoked]:
-    """Revoke every non-admin user's permission on flexo's resources that the plan lacks;
-    operators keep theirs on every flexo model (a removed contributor's too: its versions are
-    still theirs to withdraw)."""
+def _revoke_the_rest(auth, plan: list[Grant],
+                     resources: list[tuple[str, str, str]]) -> list[Revoked]:
+    """Revoke every non-admin user's permission on flexo's `resources` (kind, name, id) that
+    `plan` lacks."""
     from mlflow.server.auth.routes import LIST_USERS
 
-    keep = {(g.user, g.kind, g.name) for g in grants(policy)}
-    resources = [("experiment", name, ids[name]) for name in EXPERIMENTS] + [
-        ("registered_model", m.name, m.name)
-        for m in client.search_registered_models("name LIKE 'flexo-%'")]
+    keep = {(g.user, g.kind, g.name) for g in plan}
     users = [u["username"] for u in auth._request(LIST_USERS, "GET")["users"]  # no public call
              if not u["is_admin"]]
     revoked = []
     for user in users:
         for kind, name, resource in resources:
-            if (user, kind, name) in keep or (
-                    kind == "registered_model" and user in policy.roles.operators):
+            if (user, kind, name) in keep:
                 continue
             held = auth.get_user_permission(user, kind, resource).permission
             if held != "NO_PERMISSIONS":
