@@ -67,6 +67,14 @@ def test_tiny_preset_writes_every_table_plot_and_claim(claims_run):
         assert all(math.isfinite(p) and p > 1 for p in e["perplexity"].values()), name
         for shares in e["routing"].values():
             assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6), name
+    outside = report["public_outside_slice"]  # C5's public text: the mix outside d's slice
+    for model in (report["shipped"], report["untuned"]):
+        assert set(outside[model]) == set(domains)
+        assert all(set(outside[opt_out_key(model, d)]) == {d} for d in domains)
+        # other text than the whole mix: code's slice is a tenth of the mix's test text (a
+        # small slice may miss the sampled windows)
+        assert outside[model]["code"] != report["evaluations"][model]["perplexity"][
+            report["public"]]
     for d in domains:  # a removed expert gets no routing mass anywhere
         routing = report["evaluations"][opt_out_key(report["shipped"], d)]["routing"]
         assert all(shares[d] == 0 for shares in routing.values())
@@ -120,11 +128,20 @@ def test_claims_follow_the_figures(claims_run):
     merged[public] = anchor[public] * 1.021
     assert _verdict(report, "C1") is False
 
+    outside = report["public_outside_slice"]
     for d in domains:  # C5: removal gives the anchor back on d and leaves the rest alone
         ev[opt_out_key(report["shipped"], d)].update({c: merged[c] for c in merged})
         ev[opt_out_key(report["shipped"], d)][d] = anchor[d] * 1.04
+        outside[opt_out_key(report["shipped"], d)][d] = outside[report["shipped"]][d]
     assert _verdict(report, "C5") is True
-    ev[opt_out_key(report["shipped"], domains[0])][public] = merged[public] * 1.03
+    first = opt_out_key(report["shipped"], domains[0])
+    ev[first][domains[1]] = merged[domains[1]] * 1.03  # another private domain moved
+    assert _verdict(report, "C5") is False
+    ev[first][domains[1]] = merged[domains[1]]
+    # the whole public mix moves with the removed domain's own slice in it: reported, not judged
+    ev[first][public] = merged[public] * 1.03
+    assert _verdict(report, "C5") is True
+    outside[first][domains[0]] = outside[report["shipped"]][domains[0]] * 1.03  # the rest moved
     assert _verdict(report, "C5") is False
 
 
