@@ -73,11 +73,12 @@ def flexo_serve(*args: str, log: Path, env: dict[str, str] | None = None):
                    "/healthz", log, env)
 
 
-def mlflow_serve(model_uri: str, log: Path, env: dict[str, str] | None = None):
-    """`mlflow models serve -m MODEL_URI --env-manager local` on a free port, with this
-    interpreter's scripts first on PATH (MLflow starts `uvicorn` by name), as an activated
-    virtual environment has them."""
-    scripts = Path(sys.executable).parent
+def mlflow_serve(model_uri: str, log: Path, env: dict[str, str] | None = None,
+                 scripts: Path | None = None):
+    """`mlflow models serve -m MODEL_URI --env-manager local` on a free port, from the virtual
+    environment whose `bin` is `scripts` (default: this interpreter's), its scripts first on
+    PATH (MLflow starts `uvicorn` by name), as an activated environment has them."""
+    scripts = scripts or Path(sys.executable).parent
     path = os.pathsep.join([str(scripts), os.environ.get("PATH", "")])
     return running([str(scripts / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager",
                     "local", "--host", "127.0.0.1", "--port", "{port}"], "/ping", log,

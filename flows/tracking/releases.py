@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from importlib import metadata
 from pathlib import Path
 
 import mlflow
@@ -16,7 +17,16 @@ from flows.tracking.runs import active_run_id
 from governance.tags import PromotionTags, ReleaseTags
 
 MODEL_CODE = Path(__file__).with_name("release_model.py")  # the pyfunc, as models-from-code
-PIP_REQUIREMENTS = ["flexo", "torch==2.13.0", "transformers", "safetensors", "mlflow"]
+
+
+def _pinned(*distributions: str) -> list[str]:
+    """Each distribution at the version that logs the model (local labels such as `+cpu`
+    dropped), as MLflow's own inference pins them: a fresh environment with the project
+    installed resolves to what was tested, not to whatever is newest."""
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in distributions]
+
+
+PIP_REQUIREMENTS = _pinned("flexo", "torch", "transformers", "safetensors", "mlflow")
 # What a request may pass as `params` (MLflow drops any not in the signature). The example is
 # also run once at logging time: the model is loaded and generates before it is registered.
 EXAMPLE_PROMPTS = ["The patient"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import mlflow
 import pytest
 from dvc_project import cache_texts, dvc_project
 from mlflow import MlflowClient
-from model_server import flexo_serve, load, mlflow_serve
+from model_server import REPO, flexo_serve, load, mlflow_serve
 from prefect_server import run_worker, server_client, server_deployment, wait_for_runs
 
 from components.documents import Corpus
@@ -557,6 +558,48 @@ def test_mlflow_serves_the_release_with_its_params_as_flexo_generate_does(
     assert answers["without"]["experts_on"] == [e for e in answers["all"]["experts_on"]
                                                 if e != "code-co"]
     assert set(answers["all"]["experts_on"]) == {"public", "code-co", "med-co", "law-co"}
+
+
+@pytest.mark.slow
+def test_the_release_serves_from_a_fresh_environment_with_the_project_installed(
+        world, three_in_production, tmp_path):
+    """Issue 16 build 1: the requirements the registered pyfunc states are what serving needs.
+    A new virtual environment with only the project installed (as a user would: pip, not
+    editable, no extras) already satisfies them, and `mlflow models serve` run from it answers
+    as the model loaded here does."""
+    from flows.tracking import runs
+
+    uri = "models:/flexo-release@production"
+    fresh = tmp_path / "fresh-env"
+    subprocess.run([sys.executable, "-m", "venv", str(fresh)], check=True)
+    pip = [str(fresh / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)  # the CPU wheel first, as dev.sh does
+    source = tmp_path / "flexo-source"  # a copy: building in the checkout would leave build/
+    for package in ("components", "flows", "governance"):
+        shutil.copytree(REPO / package, source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source)
+    subprocess.run([*pip, str(source)], check=True, cwd=tmp_path)
+    requirements = mlflow.pyfunc.get_model_dependencies(uri)
+    stated = Path(requirements).read_text().split()
+    assert {r.split("==")[0] for r in stated} >= {"flexo", "torch", "transformers", "mlflow"}
+    assert all("==" in r for r in stated), stated  # pinned, as tested
+    dry = subprocess.run([*pip[:-1], "--dry-run", "-r", requirements], check=True,
+                         capture_output=True, text=True)
+    assert "Would install" not in dry.stdout, dry.stdout  # nothing missing, nothing to change
+
+    prompt, params = "def main(", {"max_new_tokens": 8, "exclude": "med-co",
+                                   "attribution": "routing"}
+    [expected] = mlflow.pyfunc.load_model(uri).predict([prompt], params=params)
+    env = {"MLFLOW_TRACKING_URI": runs.configure(), "FLEXO_HOME": str(world["home"])}
+    with mlflow_serve(uri, log=tmp_path / "mlflow-serve.log", env=env,
+                      scripts=fresh / "bin") as server:
+        sent = httpx.post(server.url + "/invocations", timeout=120,
+                          json={"inputs": [prompt], "params": params})
+    assert sent.status_code == 200, sent.text
+    [answer] = sent.json()["predictions"]
+    assert answer["text"] == expected.text and answer["routing"]["med-co"] == 0
 
 
 ASK = {"model": "production", "prompt": "The patient", "max_tokens": 4, "temperature": 0}
