@@ -17,6 +17,7 @@ from flows.tracking.runs import active_run_id
 from governance.tags import PromotionTags, ReleaseTags
 
 MODEL_CODE = Path(__file__).with_name("release_model.py")  # the pyfunc, as models-from-code
+REQUIRED = ("flexo", "torch", "transformers", "safetensors", "mlflow")  # what the pyfunc imports
 
 
 def _pinned(*distributions: str) -> list[str]:
@@ -26,7 +27,6 @@ def _pinned(*distributions: str) -> list[str]:
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in distributions]
 
 
-PIP_REQUIREMENTS = _pinned("flexo", "torch", "transformers", "safetensors", "mlflow")
 # What a request may pass as `params` (MLflow drops any not in the signature). The example is
 # also run once at logging time: the model is loaded and generates before it is registered.
 EXAMPLE_PROMPTS = ["The patient"]
@@ -47,7 +47,7 @@ def register_release(directory: Path, tags: ReleaseTags, release_json: dict) -> 
     mlflow.log_dict(release_json, "release.json")
     info = mlflow.pyfunc.log_model(name="release", python_model=str(MODEL_CODE),
                                    artifacts={"checkpoint": str(directory)},
-                                   pip_requirements=PIP_REQUIREMENTS,
+                                   pip_requirements=_pinned(*REQUIRED),
                                    input_example=(EXAMPLE_PROMPTS, EXAMPLE_PARAMS))
     version = registry.register(registry.RELEASE_MODEL, "release", tags,
                                 description="A flexo release: a FlexOlmo mixture of experts.",
