@@ -29,6 +29,17 @@ def _versions(consortium, contributor: str) -> list[int]:
     return sorted(int(v.version) for v in found)
 
 
+def _deployment_runs(consortium, deployment: str) -> list:
+    with server_client(consortium.env("operator")["PREFECT_API_URL"]) as client:
+        (found,) = [d for d in client.read_deployments() if d.name == deployment]
+        return [r for r in client.read_flow_runs() if r.deployment_id == found.id]
+
+
+def _finished(runs: list) -> list | None:
+    """`runs` once every one of them is in a final state, else None."""
+    return runs if runs and all(r.state.is_final() for r in runs) else None
+
+
 def _contribute_through_an_outage(consortium, world, server: str, seed: int) -> None:
     """beta publishes a module (a new seed: the same module again is not published twice)
     while `server` is down for the first OUTAGE_S seconds of its flow: the flow completes, one
@@ -93,12 +104,12 @@ def test_a_contribution_whose_worker_dies_is_run_again_and_resumes(consortium, w
     try:
         new = until("the contribution run again and registered", lambda: sorted(
             set(_versions(consortium, "beta")) - set(versions)), timeout=900)
+        # The version is registered before the flow's last steps: wait for the rerun to end.
+        runs = until("the rerun finished", lambda: _finished(
+            _deployment_runs(consortium, "contribute-beta-long")), timeout=300)
     finally:
         consortium.stop(worker)
     assert len(new) == 1  # registered once
-    with server_client(consortium.env("operator")["PREFECT_API_URL"]) as client:
-        (deployment,) = [d for d in client.read_deployments() if d.name == "contribute-beta-long"]
-        runs = [r for r in client.read_flow_runs() if r.deployment_id == deployment.id]
     states = sorted(r.state.type.value for r in runs)
     assert states == ["COMPLETED", "CRASHED"], states
     rerun = next(r for r in runs if r.state.type.value == "COMPLETED")
