@@ -201,22 +201,30 @@ def main() -> None:
                 offline = offline_rate(model, tokenizer, prompt_ids, args.max_tokens,
                                        args.requests)
                 cpu = cpu_seconds(), cpu_seconds(server.pid)
-                batches = httpx.get(f"http://127.0.0.1:{port}/healthz").json()["batches"]
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
                 found = asyncio.run(level(url, prompts, concurrency, args.requests,
                                           args.max_tokens))
                 # where the machine's CPU went: the load generator shares it with the server
                 found["load_generator_cpu_seconds"] = cpu_seconds() - cpu[0]
                 found["server_cpu_seconds"] = cpu_seconds(server.pid) - cpu[1]
                 found["offline"] = offline
-                found["batches"] = (httpx.get(f"http://127.0.0.1:{port}/healthz").json()
-                                    ["batches"] - batches)
+                after = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+                found["batches"] = after["batches"] - health["batches"]
                 found["mean_batch"] = found["requests"] / found["batches"]
+                # where the gap to offline lies: the worker idle between batches (utilization)
+                # or each batch slower than offline's (streaming, attribution, the shared CPU)
+                busy = after["busy_seconds"] - health["busy_seconds"]
+                found["utilization"] = busy / found["seconds"]
+                found["batch_seconds"] = busy / found["batches"]
+                found["offline"]["batch_seconds"] = offline["seconds"] / (args.requests // 16)
                 found["vs_offline"] = found["tokens_per_second"] / offline["tokens_per_second"]
                 levels.append(found)
                 print(f"concurrency {concurrency:>2}: {found['requests_per_second']:.1f} req/s, "
                       f"{found['tokens_per_second']:,.0f} tokens/s ({found['vs_offline']:.2f}x "
                       f"offline's {offline['tokens_per_second']:,.0f}), mean batch "
-                      f"{found['mean_batch']:.1f}, p50 {found['latency_p50']:.2f} s, "
+                      f"{found['mean_batch']:.1f} in {found['batch_seconds']:.3f} s (offline's 16 in "
+                      f"{offline['batch_seconds']:.3f} s), worker busy "
+                      f"{found['utilization']:.0%}, p50 {found['latency_p50']:.2f} s, "
                       f"TTFT p50 {found['ttft_p50']:.3f} s, errors {found['errors']}, CPU s "
                       f"server {found['server_cpu_seconds']:.1f} load generator "
                       f"{found['load_generator_cpu_seconds']:.1f} of {found['seconds']:.1f} s")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Batcher(Generic[Job]):
         self._closing = False
         self._clients = 0  # requests in the last batch plus those waiting when it ended
         self.batches_run = 0
+        self.busy_s = 0.0  # time in `run_batch` and follow-ups: the rest the worker stood idle
 
     @property
     def queued(self) -> int:
@@ -111,13 +113,14 @@ class Batcher(Generic[Job]):
             batch = [p for p in self._take() if not p.done.cancelled()]
             if not batch:
                 continue
-            followup = None
+            followup, started = None, time.perf_counter()
             try:
                 results, followup = await loop.run_in_executor(self._executor, self.run_batch,
                                                                [p.job for p in batch])
             except Exception as e:  # noqa: BLE001  (the whole batch failed: each request hears why)
                 results = [e] * len(batch)
             self.batches_run += 1
+            self.busy_s += time.perf_counter() - started
             self._clients = len(batch) + len(self._waiting)
             for pending, result in zip(batch, results, strict=True):
                 if pending.done.done():
@@ -127,7 +130,9 @@ class Batcher(Generic[Job]):
                 else:
                     pending.done.set_result(result)
             if followup is not None:
+                started = time.perf_counter()
                 await loop.run_in_executor(self._executor, followup)
+                self.busy_s += time.perf_counter() - started
 
     @property
     def _enough(self) -> int:

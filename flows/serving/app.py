@@ -240,7 +240,8 @@ def create_app(engine: Engine, settings: ServeSettings,
     async def healthz() -> dict:
         served = engine.current
         return {"status": "ok", "release": served.name, "model": served.model_id,
-                "queued": batcher.queued, "batches": batcher.batches_run}
+                "queued": batcher.queued, "batches": batcher.batches_run,
+                "busy_seconds": round(batcher.busy_s, 3)}
 
     @app.get("/v1/models")
     async def models(request: Request) -> ModelList:

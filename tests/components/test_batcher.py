@@ -139,3 +139,22 @@ def test_a_lone_client_waits_for_company_only_before_its_first_batch():
     sizes, elapsed = asyncio.run(scenario())
     assert sizes == [1] * 6
     assert elapsed < 2.0  # one 0.5 s wait, not six (3 s and more)
+
+
+def test_busy_time_counts_the_batches_and_not_the_waits_between_them():
+    """`busy_s` (what /healthz reports as busy_seconds) holds time spent running batches: six
+    batches of 0.05 s with a 0.1 s pause between a client's answer and its next request."""
+    async def scenario():
+        batcher, sizes = _timed_batcher(4, 0)
+        batcher.start()
+        start = time.monotonic()
+        for me in range(6):
+            await batcher.enqueue("k", me)
+            await asyncio.sleep(0.1)
+        elapsed = time.monotonic() - start
+        await batcher.drain()
+        return batcher.busy_s, elapsed, sizes
+
+    busy, elapsed, sizes = asyncio.run(scenario())
+    assert sizes == [1] * 6
+    assert 6 * 0.05 <= busy < elapsed - 6 * 0.1 + 0.05
