@@ -81,7 +81,8 @@ def offline_rate(model, tokenizer, prompts: list[list[int]], max_tokens: int,
         rows = generate_rows(model, batch, [max_tokens] * 16, Sampling(), **ids)
         made += sum(map(len, rows))
     seconds = time.perf_counter() - start
-    return {"tokens": made, "seconds": seconds, "tokens_per_second": made / seconds}
+    return {"tokens": made, "seconds": seconds, "tokens_per_second": made / seconds,
+            "batch_seconds": seconds / (requests // 16)}
 
 
 async def one_request(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int,
@@ -216,7 +217,6 @@ def main() -> None:
                 busy = after["busy_seconds"] - health["busy_seconds"]
                 found["utilization"] = busy / found["seconds"]
                 found["batch_seconds"] = busy / found["batches"]
-                found["offline"]["batch_seconds"] = offline["seconds"] / (args.requests // 16)
                 found["vs_offline"] = found["tokens_per_second"] / offline["tokens_per_second"]
                 levels.append(found)
                 print(f"concurrency {concurrency:>2}: {found['requests_per_second']:.1f} req/s, "

@@ -100,7 +100,6 @@ class Batcher(Generic[Job]):
         return batch
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._waiting:
                 if self._closing:
@@ -113,14 +112,12 @@ class Batcher(Generic[Job]):
             batch = [p for p in self._take() if not p.done.cancelled()]
             if not batch:
                 continue
-            followup, started = None, time.perf_counter()
+            followup = None
             try:
-                results, followup = await loop.run_in_executor(self._executor, self.run_batch,
-                                                               [p.job for p in batch])
+                results, followup = await self._in_worker(self.run_batch, [p.job for p in batch])
             except Exception as e:  # noqa: BLE001  (the whole batch failed: each request hears why)
                 results = [e] * len(batch)
             self.batches_run += 1
-            self.busy_s += time.perf_counter() - started
             self._clients = len(batch) + len(self._waiting)
             for pending, result in zip(batch, results, strict=True):
                 if pending.done.done():
@@ -130,9 +127,15 @@ class Batcher(Generic[Job]):
                 else:
                     pending.done.set_result(result)
             if followup is not None:
-                started = time.perf_counter()
-                await loop.run_in_executor(self._executor, followup)
-                self.busy_s += time.perf_counter() - started
+                await self._in_worker(followup)
+
+    async def _in_worker(self, work: Callable, *args) -> Any:
+        """`work(*args)` in the worker thread, its time counted in `busy_s` (failed or not)."""
+        started = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+        finally:
+            self.busy_s += time.perf_counter() - started
 
     @property
     def _enough(self) -> int:
