@@ -141,6 +141,12 @@ def test_dvc_repro_on_a_fresh_clone_builds_and_locks_every_stage(tmp_path):
                PYTHONPATH=str(clone),  # the clone's code, not an editable install elsewhere
                FLEXO_HOME=str(tmp_path / "home"), DVC_NO_ANALYTICS="1")
 
+    # shorter training and evaluation than the shipped params (the stages and their wiring are
+    # under test, not the figures): params.yaml is where a user changes them too
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["experts"]["steps"], params["merge"]["rt-steps"] = 20, 10
+    params["evaluate"]["max-tokens"] = 2048
+    (clone / "params.yaml").write_text(yaml.safe_dump(params))
     repro = _run(["dvc", "repro"], clone, env, timeout=1500)
     assert repro.returncode == 0, (repro.stdout + repro.stderr)[-4000:]
 
