@@ -5,8 +5,9 @@ the first text chunk), at concurrency 1, 4 and 16. Reported per level: requests/
 tokens/s, latency p50/p95/p99, time to first token p50/p95, errors (must be 0). The baseline:
 offline batched generation of the same prompts (`components.batch_generation.generate_rows`,
 batches of 16) on the same checkpoint, in this process while the server idles, right before
-each level (this machine's speed drifts by a fifth within minutes; each level is compared with
-the baseline measured next to it). Target: tokens/s at concurrency 16 >= 0.7x offline.
+and right after each level (this machine's speed drifts by a quarter within minutes: each level
+is compared with the mean of the two baselines that bracket it; the one after a level is the
+one before the next). Target: tokens/s at concurrency 16 >= 0.7x offline.
 
 The model is the `small` preset (the demo's) merged with four experts at top-2, random weights:
 speed does not depend on them.
@@ -108,6 +109,14 @@ async def one_request(client: httpx.AsyncClient, url: str, prompt: str, max_toke
     return {"latency": time.perf_counter() - start, "ttft": first, "tokens": tokens}
 
 
+def bracketed(before: dict, after: dict) -> dict:
+    """The offline rate a level is compared with: the mean of the baselines right before and
+    right after it (both kept, to show the drift)."""
+    return {"tokens_per_second": (before["tokens_per_second"] + after["tokens_per_second"]) / 2,
+            "batch_seconds": (before["batch_seconds"] + after["batch_seconds"]) / 2,
+            "before": before, "after": after}
+
+
 def cpu_seconds(pid: int | None = None) -> float:
     """CPU time (user + system) of this process, or of process `pid` (Linux /proc)."""
     if pid is None:
@@ -198,9 +207,8 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}/v1/completions"
             asyncio.run(level(url, prompts, 4, 8, 4))  # warm up
             levels = []
+            before = offline_rate(model, tokenizer, prompt_ids, args.max_tokens, args.requests)
             for concurrency in LEVELS:
-                offline = offline_rate(model, tokenizer, prompt_ids, args.max_tokens,
-                                       args.requests)
                 cpu = cpu_seconds(), cpu_seconds(server.pid)
                 health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
                 found = asyncio.run(level(url, prompts, concurrency, args.requests,
@@ -208,8 +216,11 @@ def main() -> None:
                 # where the machine's CPU went: the load generator shares it with the server
                 found["load_generator_cpu_seconds"] = cpu_seconds() - cpu[0]
                 found["server_cpu_seconds"] = cpu_seconds(server.pid) - cpu[1]
-                found["offline"] = offline
                 after = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+                following = offline_rate(model, tokenizer, prompt_ids, args.max_tokens,
+                                         args.requests)
+                offline = bracketed(before, following)
+                found["offline"], before = offline, following
                 found["batches"] = after["batches"] - health["batches"]
                 found["mean_batch"] = found["requests"] / found["batches"]
                 # where the gap to offline lies: the worker idle between batches (utilization)
@@ -221,7 +232,9 @@ def main() -> None:
                 levels.append(found)
                 print(f"concurrency {concurrency:>2}: {found['requests_per_second']:.1f} req/s, "
                       f"{found['tokens_per_second']:,.0f} tokens/s ({found['vs_offline']:.2f}x "
-                      f"offline's {offline['tokens_per_second']:,.0f}), mean batch "
+                      f"offline's {offline['tokens_per_second']:,.0f}: "
+                      f"{offline['before']['tokens_per_second']:,.0f} before, "
+                      f"{offline['after']['tokens_per_second']:,.0f} after), mean batch "
                       f"{found['mean_batch']:.1f} in {found['batch_seconds']:.3f} s (offline's 16 in "
                       f"{offline['batch_seconds']:.3f} s), worker busy "
                       f"{found['utilization']:.0%}, p50 {found['latency_p50']:.2f} s, "

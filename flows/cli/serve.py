@@ -27,12 +27,16 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Most requests generated together.")] = 16,
     batch_wait_ms: Annotated[float, typer.Option(
         help="How long a request waits at most for others to batch with (less once as many "
-             "wait as the last batch had clients).")] = 50.0,
+             "wait as the last batch had clients, or once none came for --batch-gap-ms).")
+                             ] = 200.0,
+    batch_gap_ms: Annotated[float, typer.Option(
+        help="A batch waiting for company starts once no request arrived for this long.")
+                            ] = 50.0,
     queue_size: Annotated[int, typer.Option(help="Requests waiting at most; more get 503.")
                           ] = 64,
     stream_interval_ms: Annotated[float, typer.Option(
         help="Least time between two chunks of one stream (tokens made meanwhile go out "
-             "together; 0: a chunk per token).")] = 50.0,
+             "together; 0: a chunk per token).")] = 100.0,
     poll_seconds: Annotated[float, typer.Option(help="How often the alias is checked.")] = 5.0,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys, every "
                                           "request as consumer 'anonymous' (local use only).")
@@ -52,15 +56,17 @@ def serve(
 
     if not 0 < port < 65536:
         raise ConfigError(f"--port {port} is not a TCP port; use 1-65535")
-    if min(max_batch, queue_size) < 1 or min(batch_wait_ms, stream_interval_ms) < 0:
-        raise ConfigError("--max-batch and --queue-size must be at least 1, --batch-wait-ms and "
-                          "--stream-interval-ms at least 0")
+    if min(max_batch, queue_size) < 1 or min(batch_wait_ms, batch_gap_ms,
+                                              stream_interval_ms) < 0:
+        raise ConfigError("--max-batch and --queue-size must be at least 1, --batch-wait-ms, "
+                          "--batch-gap-ms and --stream-interval-ms at least 0")
     if not no_auth and not policy_in_force().roles.consumer_keys:
         raise ConfigError("the policy in force lists no API keys (roles.consumer_keys); make "
                           "one with `flexo policy key --consumer NAME`, or serve --no-auth for "
                           "local use only")
     settings = ServeSettings(alias=None, authenticate=not no_auth, max_batch=max_batch,
-                             batch_wait_s=batch_wait_ms / 1000, max_queue=queue_size,
+                             batch_wait_s=batch_wait_ms / 1000, batch_gap_s=batch_gap_ms / 1000,
+                             max_queue=queue_size,
                              stream_interval_s=stream_interval_ms / 1000)
     watcher = None
     if model is not None:

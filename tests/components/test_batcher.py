@@ -86,7 +86,7 @@ def test_a_failing_batch_fails_its_requests_only_and_the_follow_up_runs_after_re
     assert seen == [True]
 
 
-def _timed_batcher(max_batch: int, max_wait_s: float, on_first=None):
+def _timed_batcher(max_batch: int, max_wait_s: float, on_first=None, **kwargs):
     sizes: list[int] = []
 
     def run(jobs: list[int]):
@@ -96,13 +96,13 @@ def _timed_batcher(max_batch: int, max_wait_s: float, on_first=None):
         time.sleep(0.05)  # a batch's generation
         return list(jobs), None
 
-    return Batcher(run, max_batch=max_batch, max_wait_s=max_wait_s), sizes
+    return Batcher(run, max_batch=max_batch, max_wait_s=max_wait_s, **kwargs), sizes
 
 
-async def _client(batcher: Batcher, me: int, rounds: int) -> None:
+async def _client(batcher: Batcher, me: int, rounds: int, round_trip_s: float = 0.01) -> None:
     for _ in range(rounds):
         await batcher.enqueue("k", me)
-        await asyncio.sleep(0.01)  # the round trip to the client and back
+        await asyncio.sleep(round_trip_s)  # the round trip to the client and back
 
 
 def test_clients_that_come_back_fill_whole_batches_after_a_partial_one():
@@ -124,6 +124,41 @@ def test_clients_that_come_back_fill_whole_batches_after_a_partial_one():
         return sizes
 
     assert asyncio.run(scenario()) == [4, 8, 8, 8, 8, 4]
+
+
+@pytest.mark.parametrize("gap_s", [0.05, 0.002])
+def test_clients_that_come_back_one_by_one_are_gathered_while_they_keep_coming(gap_s):
+    """Eight clients whose round trips take 10 to 80 ms, longer than a fixed 50 ms window
+    would wait: the wait goes on while they keep arriving (10 ms apart), so every batch holds
+    all eight. With a gap shorter than their spacing the batches split (more batches for the
+    same 32 requests), which is what the gap prevents."""
+    async def scenario():
+        batcher, sizes = _timed_batcher(8, 0.5, gap_s=gap_s)
+        batcher.start()
+        await asyncio.gather(*(_client(batcher, me, 4, 0.01 * (me + 1)) for me in range(8)))
+        await batcher.drain()
+        return sizes
+
+    sizes = asyncio.run(scenario())
+    if gap_s > 0.01:
+        assert sizes == [8, 8, 8, 8]
+    else:
+        assert len(sizes) > 4
+
+
+def test_a_batch_starts_once_arrivals_stop_without_waiting_its_whole_window():
+    async def scenario():
+        batcher, sizes = _timed_batcher(16, 5.0, gap_s=0.05)
+        batcher.start()
+        start = time.monotonic()
+        await asyncio.gather(*(batcher.enqueue("k", me) for me in range(3)))
+        elapsed = time.monotonic() - start
+        await batcher.drain()
+        return sizes, elapsed
+
+    sizes, elapsed = asyncio.run(scenario())
+    assert sizes == [3]  # 3 of the 16 it would wait for
+    assert elapsed < 1.0  # the gap (0.05 s) and the batch, not the 5 s window
 
 
 def test_a_lone_client_waits_for_company_only_before_its_first_batch():
