@@ -246,3 +246,11 @@ def test_shutdown_finishes_the_request_in_flight(served):
     with pytest.raises(httpx.ConnectError):
         httpx.get(served.url + "/healthz")
     assert first.choices[0].text is not None
+
+
+@pytest.mark.parametrize("option", ["--batch-wait-ms", "--batch-gap-ms", "--stream-interval-ms"])
+def test_a_negative_timing_is_refused_in_one_line_before_anything_loads(cli, tmp_path, option):
+    result = cli("serve", "--model", tmp_path / "not-loaded", "--no-auth", option, "-1")
+    assert result.exit_code != 0
+    [line] = result.stderr.strip().splitlines()
+    assert option in line and "at least 0" in line
