@@ -178,9 +178,10 @@ def _serve_load(report: dict) -> str:
         f"{top['offline']['after']['tokens_per_second']:,.0f} after). Target: >= "
         f"{target['min_vs_offline']:.1f}x offline at concurrency "
         f"{target['concurrency']}; measured {top['vs_offline']:.2f}x. CPU seconds at "
-        f"concurrency {target['concurrency']}: server {top['server_cpu_seconds']:.1f}, load "
-        f"generator {top['load_generator_cpu_seconds']:.1f}, over {top['seconds']:.1f} s; "
-        f"the model's worker busy {top['utilization']:.0%} of the time, a batch of "
+        f"concurrency {target['concurrency']}: the server's generation process "
+        f"{top['generation_cpu_seconds']:.1f}, its HTTP process {top['server_cpu_seconds']:.1f}, "
+        f"the load generator {top['load_generator_cpu_seconds']:.1f}, over {top['seconds']:.1f} "
+        f"s; the model's worker busy {top['utilization']:.0%} of the time, a batch of "
         f"{top['mean_batch']:.1f} in {top['batch_seconds'] * 1000:.0f} ms (offline's 16 in "
         f"{top['offline']['batch_seconds'] * 1000:.0f} ms)."))
 

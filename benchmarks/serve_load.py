@@ -209,13 +209,16 @@ def main() -> None:
             levels = []
             before = offline_rate(model, tokenizer, prompt_ids, args.max_tokens, args.requests)
             for concurrency in LEVELS:
-                cpu = cpu_seconds(), cpu_seconds(server.pid)
                 health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+                generation = health["generation_pid"]  # the server's model process
+                cpu = cpu_seconds(), cpu_seconds(server.pid), cpu_seconds(generation)
                 found = asyncio.run(level(url, prompts, concurrency, args.requests,
                                           args.max_tokens))
-                # where the machine's CPU went: the load generator shares it with the server
+                # where the machine's CPU went: the load generator and the server's HTTP
+                # process share it with generation
                 found["load_generator_cpu_seconds"] = cpu_seconds() - cpu[0]
                 found["server_cpu_seconds"] = cpu_seconds(server.pid) - cpu[1]
+                found["generation_cpu_seconds"] = cpu_seconds(generation) - cpu[2]
                 after = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
                 following = offline_rate(model, tokenizer, prompt_ids, args.max_tokens,
                                          args.requests)
@@ -239,7 +242,8 @@ def main() -> None:
                       f"{offline['batch_seconds']:.3f} s), worker busy "
                       f"{found['utilization']:.0%}, p50 {found['latency_p50']:.2f} s, "
                       f"TTFT p50 {found['ttft_p50']:.3f} s, errors {found['errors']}, CPU s "
-                      f"server {found['server_cpu_seconds']:.1f} load generator "
+                      f"generation {found['generation_cpu_seconds']:.1f} server HTTP "
+                      f"{found['server_cpu_seconds']:.1f} load generator "
                       f"{found['load_generator_cpu_seconds']:.1f} of {found['seconds']:.1f} s")
         finally:
             server.send_signal(signal.SIGTERM)

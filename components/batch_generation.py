@@ -1,5 +1,5 @@
 """Many prompts through one `generate` call: left-padded, each row stopping at its own length,
-each new token handed out the moment the step that made it ends.
+each step's new tokens handed out the moment that step ends.
 
 A server batches concurrent requests that share an expert mask. transformers' `generate` does the
 work (KV cache, sampling, position ids from the attention mask); this module adds what a batch of
@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-TokenSink = Callable[[int, int], None]  # (row, token id), called from the generating thread
+# a step's new tokens as (row, token id) pairs, rows that are done left out; called from the
+# generating thread once per step (one call, not one per row: a server passes them on in one
+# message)
+TokenSink = Callable[[list[tuple[int, int]]], None]
 
 
 class Sampling(BaseModel):
@@ -56,8 +59,8 @@ class RowBudget(StoppingCriteria):
 
 
 class RowStreamer(BaseStreamer):
-    """Hands each row's new token to `sink` until that row is done (its budget or its
-    end-of-sequence token); transformers calls `put` with the prompt first, then once per
+    """Hands each step's new tokens to `sink`, each row's until that row is done (its budget or
+    its end-of-sequence token); transformers calls `put` with the prompt first, then once per
     step with the batch's new tokens."""
 
     def __init__(self, sink: TokenSink, limits: Sequence[int], eos: int | None):
@@ -70,12 +73,15 @@ class RowStreamer(BaseStreamer):
         if not self.prompt_seen:
             self.prompt_seen = True
             return
+        step = []
         for row, token in enumerate(value.reshape(-1).tolist()):
             if self.done[row]:
                 continue
-            self.sink(row, token)
+            step.append((row, token))
             self.made[row] += 1
             self.done[row] = self.made[row] >= self.limits[row] or token == self.eos
+        if step:
+            self.sink(step)
 
     def end(self) -> None:
         pass

@@ -91,5 +91,5 @@ def serve(
               highlight=False, soft_wrap=True)
     server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None,
                                            access_log=False, timeout_graceful_shutdown=60))
-    server.run()
+    server.run()  # its shutdown stops the engine (after the requests in flight)
     out.print(f"stopped: {api.state.batcher.batches_run} batches served", highlight=False)

@@ -30,7 +30,13 @@ from components.batch_generation import Sampling
 from components.batcher import Batcher, QueueFull
 from components.errors import ConfigError, GovernanceError
 from components.runtime import selection
-from flows.serving.engine import Engine, GenerationJob, RowResult, ServedRelease
+from flows.serving.engine import (
+    Engine,
+    GenerationJob,
+    GenerationUnavailable,
+    RowResult,
+    ServedRelease,
+)
 from flows.serving.schema import (
     AttributionOut,
     ChatChoice,
@@ -211,7 +217,7 @@ def create_app(engine: Engine, settings: ServeSettings,
         with watcher if watcher is not None else contextlib.nullcontext():
             yield
         await batcher.drain()  # requests admitted before shutdown still finish
-        engine.executor.shutdown(wait=True)
+        await asyncio.get_running_loop().run_in_executor(None, engine.close)
 
     app = FastAPI(title="flexo", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batcher, app.state.engine = batcher, engine
@@ -244,7 +250,7 @@ def create_app(engine: Engine, settings: ServeSettings,
         served = engine.current
         return {"status": "ok", "release": served.name, "model": served.model_id,
                 "queued": batcher.queued, "batches": batcher.batches_run,
-                "busy_seconds": round(batcher.busy_s, 3)}
+                "busy_seconds": round(batcher.busy_s, 3), "generation_pid": engine.pid}
 
     @app.get("/v1/models")
     async def models(request: Request) -> ModelList:
@@ -316,6 +322,9 @@ def create_app(engine: Engine, settings: ServeSettings,
             if isinstance(outcome, ConfigError):
                 raise ApiError(409, f"{outcome} (the release changed while the request waited; "
                                f"send it again)")
+            if isinstance(outcome, GenerationUnavailable):
+                raise ApiError(503, str(outcome), "server_busy",
+                               headers={"Retry-After": str(RETRY_AFTER_S)})
             if isinstance(outcome, BaseException):
                 raise outcome
         return done

@@ -1,66 +1,82 @@
 """What the server runs: the release it serves now, and one batch of generations on it.
 
-Everything that touches a model happens in the engine's one worker thread, in order: loading a
-release, a batch (its expert mask set, `generate` with the routing attribution taken from its own
-passes, leave-one-out passes for rows that asked for them), then that batch's attribution records
-(after the responses went out: off the response path), a swap to a newly loaded release. So a swap
-never lands mid-request, and a mask never changes under a running batch. One thread also keeps
-torch to one OpenMP thread team: on this 2-core machine a generation called from a second
-thread ran at half speed while the team of the thread that had loaded the model stood by.
+The model lives in a generation process of its own (`flows.serving.worker`); this side keeps
+what requests are checked against (the release's names, context and tokenizer) and talks to that
+process from one worker thread, one order at a time: a batch (its tokens passed on to the
+requests' streams as they come), that batch's attribution records (after the responses went out:
+off the response path), a swap to a newly loaded release. So a swap never lands mid-request, and
+a mask never changes under a running batch. If the generation process dies, its batch fails with
+`GenerationUnavailable` (a 503: retry) and a new process loads the release being served.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
-import torch
-from pydantic import BaseModel, ConfigDict
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from pydantic import BaseModel
+from transformers import PreTrainedTokenizerBase
 
-from components.attribution import Attribution, RoutingTally, attribute
-from components.batch_generation import Sampling, generate_rows
-from components.errors import ConfigError
-from components.runtime import apply_selection, expert_names, load_flexo_model
+from components.attribution import Attribution
+from components.batch_generation import Sampling
+from components.errors import CheckpointError, ConfigError
 from flows.attribution import record_attributions
-from flows.withdrawals import denied, deny_list_path
+from flows.serving.protocol import (
+    Answer,
+    Failed,
+    Generate,
+    Load,
+    Loaded,
+    Row,
+    Stop,
+    Tokens,
+    receive_answer,
+    send,
+)
 
 log = logging.getLogger(__name__)
+STOP_WAIT_S = 30  # how long a generation process gets to exit once told to
+
+
+class ReleaseSource(BaseModel):
+    """Where a release's checkpoint lies and how requests name it."""
+
+    directory: Path
+    name: str  # `v3` for a registry version, the directory's name otherwise
+    model_id: str  # what /v1/models lists (`flexo-release-v3`)
 
 
 @dataclass(frozen=True)
 class ServedRelease:
-    """A loaded model and how requests name it."""
+    """The release being served, as requests are checked against it (its model is in the
+    generation process)."""
 
-    name: str  # `v3` for a registry version, the directory's name otherwise
-    model_id: str  # what /v1/models lists (`flexo-release-v3`)
-    model: PreTrainedModel
+    source: ReleaseSource
     tokenizer: PreTrainedTokenizerBase
     names: list[str]  # experts in router order, public first
     context: int  # tokens the model attends over: prompt + completion must fit
     created: int  # unix time it was loaded
 
     @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def model_id(self) -> str:
+        return self.source.model_id
+
+    @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
-
-
-def load_release(directory: Path, name: str, model_id: str) -> ServedRelease:
-    """The model in `directory` through flexo's runtime (negative biases applied; the home's
-    deny-list re-read before every forward pass)."""
-    from components.checkpoints import load_tokenizer
-
-    model = load_flexo_model(Path(directory), deny_list=deny_list_path())
-    model.eval()
-    tokenizer = load_tokenizer(directory)
-    return ServedRelease(name=name, model_id=model_id, model=model, tokenizer=tokenizer,
-                         names=expert_names(model.config),
-                         context=int(model.config.max_position_embeddings),
-                         created=int(time.time()))
 
 
 @dataclass
@@ -82,8 +98,6 @@ class GenerationJob:
 
 
 class RowResult(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
     tokens: list[int]
     finish_reason: str  # "stop" (end of sequence) or "length"
     release: str
@@ -92,23 +106,91 @@ class RowResult(BaseModel):
     attribution: Attribution | None = None
 
 
+class GenerationUnavailable(RuntimeError):
+    """The generation process stopped during a batch; a new one is started: retry."""
+
+
 BatchRun = tuple[list[RowResult | Exception], Callable[[], None] | None]
 
 
+def _log_file() -> Path | None:
+    """The command's log file, if it writes one: the generation process logs there too."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename)
+    return None
+
+
+class GenerationProcess:
+    """A `flows.serving.worker` process and the socket to it."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        log_file = _log_file()
+        # no log file: its output is ours
+        with theirs, open(log_file, "ab") if log_file else contextlib.nullcontext() as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flows.serving.worker", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=output,
+                stderr=output)
+        self.connection = Connection(ours.detach())
+
+    def ask(self, order: Load | Generate) -> Answer:
+        send(self.connection, order)
+        return receive_answer(self.connection)
+
+    def next_answer(self) -> Answer:
+        return receive_answer(self.connection)
+
+    def stop(self) -> None:
+        try:
+            send(self.connection, Stop())
+        except OSError:
+            pass  # gone already
+        try:
+            self.process.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.connection.close()
+
+
 class Engine:
-    """The served release, the worker thread, and the batch function the batcher calls."""
+    """The served release, the generation process, the worker thread that talks to it, and the
+    batch function the batcher calls."""
 
-    def __init__(self, load: Callable[[], ServedRelease]):
+    def __init__(self, source: ReleaseSource):
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flexo-model")
-        self.current = self.executor.submit(load).result()
         self.swaps = 0
+        self.generator = GenerationProcess()
+        try:
+            self.current = self.executor.submit(self._load, source).result()
+        except BaseException:
+            self.close()
+            raise
 
-    def offer(self, load: Callable[[], ServedRelease]) -> None:
-        """Load a release in the worker thread after the batch running now, and serve it from
-        the next batch on; a load that fails is logged and the current release serves on."""
+    @property
+    def pid(self) -> int:
+        return self.generator.process.pid
+
+    def _load(self, source: ReleaseSource) -> ServedRelease:
+        from components.checkpoints import load_tokenizer
+
+        answer = self.generator.ask(Load(directory=str(source.directory)))
+        if isinstance(answer, Failed):
+            raise CheckpointError(f"loading {source.model_id} from {source.directory} failed: "
+                                  f"{answer.message}")
+        assert isinstance(answer, Loaded)
+        return ServedRelease(source=source, tokenizer=load_tokenizer(source.directory),
+                             names=answer.names, context=answer.context,
+                             created=int(time.time()))
+
+    def offer(self, source: ReleaseSource) -> None:
+        """Load a release after the batch running now, and serve it from the next batch on; a
+        load that fails is logged and the current release serves on."""
         def swap() -> None:
             try:
-                served = load()
+                served = self._load(source)
             except Exception:
                 log.exception("loading the new release failed; %s serves on",
                               self.current.model_id)
@@ -118,47 +200,62 @@ class Engine:
 
         self.executor.submit(swap)
 
+    def _restart(self) -> None:
+        """A new generation process with the served release (the old one died)."""
+        code = self.generator.process.poll()
+        log.error("the generation process stopped (exit code %s); starting a new one", code)
+        self.generator.stop()
+        self.generator = GenerationProcess()
+        self.current = self._load(self.current.source)
+
     def run_batch(self, jobs: list[GenerationJob]) -> BatchRun:
-        served = self.current
-        first = jobs[0]
+        served, first = self.current, jobs[0]
+        order = Generate(rows=[Row(prompt_ids=j.prompt_ids, max_tokens=j.max_tokens,
+                                   loo=j.attribution == "loo", stream=j.sink is not None)
+                               for j in jobs],
+                         only=list(first.only) if first.only is not None else None,
+                         exclude=list(first.exclude), sampling=first.sampling)
         try:
-            active = apply_selection(served.model, only=list(first.only) if first.only is not None
-                                     else None, exclude=list(first.exclude))
-        except ConfigError as e:  # the release was swapped since the request was checked
-            return [e] * len(jobs), None
-        gone = denied()
-        on = [n for n, flag in zip(served.names, active, strict=True) if flag and n not in gone]
+            answer = self.generator.ask(order)
+            while isinstance(answer, Tokens):
+                for row, token in answer.tokens:
+                    jobs[row].sink(token)
+                answer = self.generator.next_answer()
+        except (EOFError, OSError):
+            try:
+                self._restart()
+            except Exception:  # the next batch tries again
+                log.exception("starting a new generation process failed")
+            gone = GenerationUnavailable("the generation process stopped during this request "
+                                         "and was restarted; send it again")
+            return [gone] * len(jobs), None
+        if isinstance(answer, Failed):
+            # refused: an expert the release does not have (it was swapped since the request
+            # was checked)
+            failure = ConfigError(answer.message) if answer.refused else RuntimeError(answer.message)
+            return [failure] * len(jobs), None
         tokenizer = served.tokenizer
-
-        def sink(row: int, token: int) -> None:
-            if jobs[row].sink is not None:
-                jobs[row].sink(token)
-
-        with RoutingTally(served.model, len(jobs)) as tally:
-            rows = generate_rows(served.model, [j.prompt_ids for j in jobs],
-                                 [j.max_tokens for j in jobs], first.sampling,
-                                 pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, sink=sink)
-        found: list[Attribution] = []
         results: list[RowResult | Exception] = []
-        for job, new, routing in zip(jobs, rows, tally.shares([len(n) for n in rows]),
-                                     strict=True):
-            if job.attribution == "loo":  # its own passes: the response waits for them
-                found.append(attribute(served.model, torch.tensor([job.prompt_ids + new]),
-                                       len(job.prompt_ids), loo=True))
-            else:
-                found.append(Attribution(generated_tokens=len(new), routing=routing))
-            stopped = tokenizer.eos_token_id is not None and new[-1:] == [tokenizer.eos_token_id]
-            results.append(RowResult(tokens=new, finish_reason="stop" if stopped else "length",
-                                     release=served.name, model_id=served.model_id,
-                                     experts_on=on,
-                                     attribution=found[-1] if job.attribution else None))
+        for job, row in zip(jobs, answer.rows, strict=True):
+            stopped = (tokenizer.eos_token_id is not None
+                       and row.tokens[-1:] == [tokenizer.eos_token_id])
+            results.append(RowResult(tokens=row.tokens, finish_reason="stop" if stopped
+                                     else "length", release=served.name,
+                                     model_id=served.model_id, experts_on=answer.experts_on,
+                                     attribution=row.attribution if job.attribution else None))
+        on = answer.experts_on
 
         def record() -> None:  # one transaction for the batch, after the responses went out
             try:
                 record_attributions(served.name, on, [j.consumer for j in jobs],
-                                    [len(j.prompt_ids) for j in jobs], found)
+                                    [len(j.prompt_ids) for j in jobs],
+                                    [row.attribution for row in answer.rows])
             except Exception:  # lost records are logged, never a failed response
                 log.exception("attribution records of %d requests failed", len(jobs))
 
         return results, record
+
+    def close(self) -> None:
+        """Stop the generation process (after the batch in flight) and the worker thread."""
+        self.executor.submit(self.generator.stop).result()
+        self.executor.shutdown(wait=True)

@@ -1,8 +1,8 @@
 """Where the served release comes from, and how a new one replaces it without a restart.
 
 A registry alias (`production`) is polled; when it moves, the new version's checkpoint is
-downloaded and loaded in the watcher's thread, then handed to the batcher to swap in between two
-batches (never mid-request). While the alias points nowhere (a withdrawal purged the release it
+downloaded in the watcher's thread, then handed to the engine, which loads it and swaps it in
+between two batches (never mid-request). While the alias points nowhere (a withdrawal purged the release it
 named) the loaded model keeps serving, with the withdrawn expert masked by the deny-list.
 """
 
@@ -15,19 +15,18 @@ from pathlib import Path
 from typing import Self
 
 from components.errors import CheckpointError, ConfigError
-from flows.serving.engine import ServedRelease, load_release
+from flows.serving.engine import ReleaseSource
 from flows.tracking import registry
 
 log = logging.getLogger(__name__)
 
 
-def registry_release(version: int) -> Callable[[], ServedRelease]:
-    """What loads release `version`: its checkpoint is downloaded now (once, under FLEXO_HOME),
-    the model is loaded when the returned function is called (in the engine's thread)."""
+def registry_release(version: int) -> ReleaseSource:
+    """Release `version`, its checkpoint downloaded (once, under FLEXO_HOME)."""
     from flows.tracking.releases import download_checkpoint
 
-    directory = download_checkpoint(version)
-    return lambda: load_release(directory, f"v{version}", f"{registry.RELEASE_MODEL}-v{version}")
+    return ReleaseSource(directory=download_checkpoint(version), name=f"v{version}",
+                         model_id=f"{registry.RELEASE_MODEL}-v{version}")
 
 
 def resolve_release(release: str) -> int:
@@ -42,19 +41,19 @@ def resolve_release(release: str) -> int:
     return found.version
 
 
-def directory_release(directory: Path) -> Callable[[], ServedRelease]:
+def directory_release(directory: Path) -> ReleaseSource:
     if not (Path(directory) / "config.json").is_file():
         raise CheckpointError(f"no model at {directory}; pass a merged model or anchor directory")
     name = Path(directory).resolve().name
-    return lambda: load_release(directory, name, name)
+    return ReleaseSource(directory=Path(directory).resolve(), name=name, model_id=name)
 
 
 class AliasWatch:
     """Polls `alias` every `every_s` seconds in a thread; when it moves, the new version is
-    downloaded there and `offer` gets the function that loads it."""
+    downloaded there and handed to `offer`."""
 
-    def __init__(self, alias: str, version: int,
-                 offer: Callable[[Callable[[], ServedRelease]], None], every_s: float = 5.0):
+    def __init__(self, alias: str, version: int, offer: Callable[[ReleaseSource], None],
+                 every_s: float = 5.0):
         self.alias, self.version, self.offer, self.every_s = alias, version, offer, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flexo-alias-watch", daemon=True)
@@ -72,9 +71,9 @@ class AliasWatch:
         if found is None or found.version == self.version:
             return
         log.info("%s moved to v%s; loading it", self.alias, found.version)
-        load = registry_release(found.version)
+        source = registry_release(found.version)
         self.version = found.version
-        self.offer(load)
+        self.offer(source)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):

@@ -23,15 +23,17 @@ def test_a_batch_of_prompts_of_any_length_and_budget_gives_each_its_greedy_text(
     model, tokenizer = runtime
     prompts = [tokenizer(p).input_ids for p in PROMPTS]
     budgets = [12, 5, 20]
-    streamed: dict[int, list[int]] = {0: [], 1: [], 2: []}
+    steps: list[list[tuple[int, int]]] = []
     rows = generate_rows(model, prompts, budgets, Sampling(), tokenizer.pad_token_id,
-                         tokenizer.eos_token_id, sink=lambda row, t: streamed[row].append(t))
+                         tokenizer.eos_token_id, sink=steps.append)
     for prompt, budget, row in zip(prompts, budgets, rows, strict=True):
         alone = model.generate(torch.tensor([prompt]), max_new_tokens=budget, do_sample=False,
                                pad_token_id=tokenizer.pad_token_id)[0, len(prompt):].tolist()
         assert row == alone[:len(row)] and 1 <= len(row) <= budget
         assert len(row) == budget or row[-1] == tokenizer.eos_token_id
-    assert [streamed[i] for i in range(3)] == rows  # each token handed out, none extra
+    # each token handed out, none extra, in one call per step
+    assert [[t for step in steps for r, t in step if r == i] for i in range(3)] == rows
+    assert len(steps) == max(map(len, rows))
     sampled = [generate_rows(model, prompts, budgets, Sampling(temperature=1.0, seed=7),
                              tokenizer.pad_token_id, tokenizer.eos_token_id) for _ in range(2)]
     assert sampled[0] == sampled[1] != rows  # a seed fixes the sample; it is not greedy

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import signal
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
@@ -230,10 +232,39 @@ def test_every_request_leaves_one_attribution_record_and_no_text(served):
     assert b"Zyxwvut" not in (served.home.parent / "serve.log").read_bytes()
 
 
+def _gone(pid: int) -> bool:
+    """Process `pid` has exited (a zombie its parent has not reaped yet counts)."""
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "\nState:\tZ" in status.read_text()
+
+
+def test_a_generation_process_that_dies_costs_one_503_then_a_new_one_answers_the_same(served):
+    """The model runs in a process of its own: killed, the request that meets it gets a 503
+    with Retry-After (never a 500), the server starts a new one with the same release, and the
+    next request gets what it got before."""
+    client, pid = _client(served), httpx.get(served.url + "/healthz").json()["generation_pid"]
+    before = client.completions.create(model=served.model, prompt=PROMPTS[1], max_tokens=8,
+                                       temperature=0).choices[0].text
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    body = {"model": served.model, "prompt": PROMPTS[1], "max_tokens": 8, "temperature": 0}
+    headers = {"Authorization": f"Bearer {served.keys['alice']}"}
+    answers = [httpx.post(served.url + "/v1/completions", json=body, headers=headers,
+                          timeout=120) for _ in range(2)]
+    assert [a.status_code for a in answers] == [503, 200], [a.text for a in answers]
+    assert answers[0].headers["Retry-After"] == "1"
+    assert "generation process stopped" in answers[0].json()["error"]["message"]
+    assert answers[1].json()["choices"][0]["text"] == before
+    assert httpx.get(served.url + "/healthz").json()["generation_pid"] not in (pid, None)
+    assert served.server.process.poll() is None
+
+
 def test_shutdown_finishes_the_request_in_flight(served):
     """SIGTERM while a stream is half sent: the stream completes, then the server exits (by
     the signal, as uvicorn re-raises it once it has shut down)."""
-    client = _client(served)
+    client, pid = _client(served), httpx.get(served.url + "/healthz").json()["generation_pid"]
     stream = client.completions.create(model=served.model, prompt=PROMPTS[2], max_tokens=1000,
                                        temperature=0, stream=True)
     first = next(iter(stream))
@@ -243,6 +274,7 @@ def test_shutdown_finishes_the_request_in_flight(served):
     stopping.join()
     assert rest[-1].choices[0].finish_reason in ("length", "stop")
     assert served.server.process.returncode in (0, -signal.SIGTERM)
+    assert _gone(pid)  # its generation process stopped with it
     with pytest.raises(httpx.ConnectError):
         httpx.get(served.url + "/healthz")
     assert first.choices[0].text is not None
