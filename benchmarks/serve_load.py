@@ -77,13 +77,14 @@ def offline_rate(model, tokenizer, prompts: list[list[int]], max_tokens: int,
     ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     batch = [prompts[i % len(prompts)] for i in range(16)]
     generate_rows(model, batch[:2], [2, 2], Sampling(), **ids)  # warm up
-    made, start = 0, time.perf_counter()
+    made, start, cpu = 0, time.perf_counter(), cpu_seconds()
     for _ in range(requests // 16):
         rows = generate_rows(model, batch, [max_tokens] * 16, Sampling(), **ids)
         made += sum(map(len, rows))
-    seconds = time.perf_counter() - start
+    seconds, batches = time.perf_counter() - start, requests // 16
     return {"tokens": made, "seconds": seconds, "tokens_per_second": made / seconds,
-            "batch_seconds": seconds / (requests // 16)}
+            "batch_seconds": seconds / batches,
+            "batch_cpu_seconds": (cpu_seconds() - cpu) / batches}
 
 
 async def one_request(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int,
@@ -112,9 +113,9 @@ async def one_request(client: httpx.AsyncClient, url: str, prompt: str, max_toke
 def bracketed(before: dict, after: dict) -> dict:
     """The offline rate a level is compared with: the mean of the baselines right before and
     right after it (both kept, to show the drift)."""
-    return {"tokens_per_second": (before["tokens_per_second"] + after["tokens_per_second"]) / 2,
-            "batch_seconds": (before["batch_seconds"] + after["batch_seconds"]) / 2,
-            "before": before, "after": after}
+    mean = {key: (before[key] + after[key]) / 2
+            for key in ("tokens_per_second", "batch_seconds", "batch_cpu_seconds")}
+    return {**mean, "before": before, "after": after}
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -231,6 +232,9 @@ def main() -> None:
                 busy = after["busy_seconds"] - health["busy_seconds"]
                 found["utilization"] = busy / found["seconds"]
                 found["batch_seconds"] = busy / found["batches"]
+                # CPU a batch took in the generation process, against offline's: more means
+                # its threads spun waiting for each other while the HTTP side held a core
+                found["batch_cpu_seconds"] = found["generation_cpu_seconds"] / found["batches"]
                 found["vs_offline"] = found["tokens_per_second"] / offline["tokens_per_second"]
                 levels.append(found)
                 print(f"concurrency {concurrency:>2}: {found['requests_per_second']:.1f} req/s, "
@@ -238,8 +242,10 @@ def main() -> None:
                       f"offline's {offline['tokens_per_second']:,.0f}: "
                       f"{offline['before']['tokens_per_second']:,.0f} before, "
                       f"{offline['after']['tokens_per_second']:,.0f} after), mean batch "
-                      f"{found['mean_batch']:.1f} in {found['batch_seconds']:.3f} s (offline's 16 in "
-                      f"{offline['batch_seconds']:.3f} s), worker busy "
+                      f"{found['mean_batch']:.1f} in {found['batch_seconds']:.3f} s, "
+                      f"{found['batch_cpu_seconds']:.3f} CPU s (offline's 16 in "
+                      f"{offline['batch_seconds']:.3f} s, {offline['batch_cpu_seconds']:.3f} CPU "
+                      f"s), worker busy "
                       f"{found['utilization']:.0%}, p50 {found['latency_p50']:.2f} s, "
                       f"TTFT p50 {found['ttft_p50']:.3f} s, errors {found['errors']}, CPU s "
                       f"generation {found['generation_cpu_seconds']:.1f} server HTTP "

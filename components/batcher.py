@@ -45,19 +45,30 @@ class Pending(Generic[Job]):
 BatchRun = tuple[list[Any], Callable[[], None] | None]
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How requests are gathered into batches; these defaults are `flexo serve`'s."""
+
+    max_batch: int = 16  # requests generated together at most
+    max_wait_s: float = 0.2  # the most a batch waits for company
+    gap_s: float = 0.05  # ... and it starts once none came for this long
+    max_queue: int = 64  # requests waiting at most; more are refused (QueueFull)
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.max_queue < 1 or min(self.max_wait_s, self.gap_s) < 0:
+            raise ValueError("max_batch and max_queue must be >= 1, max_wait_s and gap_s >= 0")
+
+
 class Batcher(Generic[Job]):
     """`run_batch(jobs)` runs in one worker thread and returns one result (or exception) per job,
     in order, and optionally a follow-up: work for the same thread once the results are out
     (bookkeeping that must not delay the responses and must finish before the next batch)."""
 
-    def __init__(self, run_batch: Callable[[list[Job]], BatchRun], max_batch: int = 16,
-                 max_wait_s: float = 0.2, max_queue: int = 64, gap_s: float = 0.05,
-                 executor: ThreadPoolExecutor | None = None):
-        if max_batch < 1 or max_queue < 1 or min(max_wait_s, gap_s) < 0:
-            raise ValueError("max_batch and max_queue must be >= 1, max_wait_s and gap_s >= 0")
-        self.run_batch, self.max_batch, self.max_wait_s = run_batch, max_batch, max_wait_s
-        self.gap_s = gap_s
-        self.max_queue = max_queue
+    def __init__(self, run_batch: Callable[[list[Job]], BatchRun],
+                 batching: Batching = Batching(), executor: ThreadPoolExecutor | None = None):
+        self.run_batch = run_batch
+        self.max_batch, self.max_wait_s = batching.max_batch, batching.max_wait_s
+        self.gap_s, self.max_queue = batching.gap_s, batching.max_queue
         self._waiting: list[Pending[Job]] = []
         self._wake = asyncio.Event()
         # one thread runs every batch; a caller may share its own single-thread executor (so

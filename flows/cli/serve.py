@@ -8,11 +8,14 @@ from typing import Annotated
 
 import typer
 
+from components.batcher import Batching
 from components.errors import ConfigError
 from flows.cli.app import app, command, out
+from flows.serving.settings import ServeSettings
 
 SERVE_LIBRARIES = ("transformers", "mlflow", "uvicorn", "fastapi")
 MIN_OPEN_FILES = 4096  # a thousand concurrent connections, plus the model's files
+DEFAULT = ServeSettings()
 
 
 @command(app, log=SERVE_LIBRARIES)
@@ -24,19 +27,20 @@ def serve(
                                                "registry release.")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    max_batch: Annotated[int, typer.Option(help="Most requests generated together.")] = 16,
+    max_batch: Annotated[int, typer.Option(help="Most requests generated together.")
+                         ] = DEFAULT.batching.max_batch,
     batch_wait_ms: Annotated[float, typer.Option(
         help="How long a request waits at most for others to batch with (less once as many "
              "wait as the last batch had clients, or once none came for --batch-gap-ms).")
-                             ] = 200.0,
+                             ] = DEFAULT.batching.max_wait_s * 1000,
     batch_gap_ms: Annotated[float, typer.Option(
         help="A batch waiting for company starts once no request arrived for this long.")
-                            ] = 50.0,
+                            ] = DEFAULT.batching.gap_s * 1000,
     queue_size: Annotated[int, typer.Option(help="Requests waiting at most; more get 503.")
-                          ] = 64,
+                          ] = DEFAULT.batching.max_queue,
     stream_interval_ms: Annotated[float, typer.Option(
         help="Least time between two chunks of one stream (tokens made meanwhile go out "
-             "together; 0: a chunk per token).")] = 100.0,
+             "together; 0: a chunk per token).")] = DEFAULT.stream_interval_s * 1000,
     poll_seconds: Annotated[float, typer.Option(help="How often the alias is checked.")] = 5.0,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys, every "
                                           "request as consumer 'anonymous' (local use only).")
@@ -50,7 +54,7 @@ def serve(
     import uvicorn
 
     from flows.policy import policy_in_force
-    from flows.serving.app import ServeSettings, create_app
+    from flows.serving.app import create_app
     from flows.serving.engine import Engine
     from flows.serving.watch import AliasWatch, directory_release, registry_release, resolve_release
 
@@ -64,10 +68,9 @@ def serve(
         raise ConfigError("the policy in force lists no API keys (roles.consumer_keys); make "
                           "one with `flexo policy key --consumer NAME`, or serve --no-auth for "
                           "local use only")
-    settings = ServeSettings(alias=None, authenticate=not no_auth, max_batch=max_batch,
-                             batch_wait_s=batch_wait_ms / 1000, batch_gap_s=batch_gap_ms / 1000,
-                             max_queue=queue_size,
-                             stream_interval_s=stream_interval_ms / 1000)
+    settings = ServeSettings(authenticate=not no_auth, stream_interval_s=stream_interval_ms / 1000,
+                             batching=Batching(max_batch=max_batch, max_wait_s=batch_wait_ms / 1000,
+                                               gap_s=batch_gap_ms / 1000, max_queue=queue_size))
     watcher = None
     if model is not None:
         engine = Engine(directory_release(model))

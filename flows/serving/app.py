@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,6 +50,7 @@ from flows.serving.schema import (
     ModelList,
     Usage,
 )
+from flows.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 1
@@ -68,21 +68,6 @@ def _error(status: int, message: str, kind: str, param: str | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "param": param,
                                    "code": None}}, status_code=status, headers=headers)
-
-
-@dataclass
-class ServeSettings:
-    alias: str | None  # the registry alias followed (`production`), if any
-    authenticate: bool = True  # False: every request is the consumer `anonymous`
-    max_batch: int = 16
-    batch_wait_s: float = 0.2  # the most a batch waits for company
-    batch_gap_s: float = 0.05  # ... and it starts once none came for this long
-    max_queue: int = 64
-    # least time between two chunks of a stream: a chunk per token per request costs a socket
-    # write each (16 streams at a few ms a step kept the event loop writing half the time, on
-    # the cores generation needs; at 50 ms streaming still held half of the event loop's GIL
-    # time); tokens made meanwhile go out in one chunk, the first and the last at once
-    stream_interval_s: float = 0.1
 
 
 def consumer_of(authorization: str | None, settings: ServeSettings) -> str:
@@ -205,10 +190,7 @@ class IncrementalText:
 def create_app(engine: Engine, settings: ServeSettings,
                watcher: contextlib.AbstractContextManager | None = None) -> FastAPI:
     """The app; `watcher` (entered for the app's lifetime) offers new releases to swap in."""
-    batcher: Batcher[GenerationJob] = Batcher(engine.run_batch, max_batch=settings.max_batch,
-                                              max_wait_s=settings.batch_wait_s,
-                                              gap_s=settings.batch_gap_s,
-                                              max_queue=settings.max_queue,
+    batcher: Batcher[GenerationJob] = Batcher(engine.run_batch, settings.batching,
                                               executor=engine.executor)
 
     @contextlib.asynccontextmanager

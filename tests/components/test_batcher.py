@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from components.batcher import Batcher, QueueFull
+from components.batcher import Batcher, Batching, QueueFull
 
 
 def _recording_batcher(**kwargs):
@@ -21,7 +21,7 @@ def _recording_batcher(**kwargs):
         batches.append(list(jobs))
         return [job.upper() for job in jobs], None
 
-    return Batcher(run, **kwargs), batches, gate
+    return Batcher(run, Batching(**kwargs)), batches, gate
 
 
 def test_concurrent_jobs_with_one_key_run_as_one_batch_and_other_keys_apart():
@@ -72,7 +72,7 @@ def test_a_failing_batch_fails_its_requests_only_and_the_follow_up_runs_after_re
         return list(jobs), lambda: seen.append(futures[jobs[0]].done())
 
     async def scenario():
-        batcher = Batcher(run, max_wait_s=0)
+        batcher = Batcher(run, Batching(max_wait_s=0))
         batcher.start()
         bad = batcher.enqueue("bad", "bad")
         with pytest.raises(RuntimeError, match="fell over"):
@@ -96,7 +96,7 @@ def _timed_batcher(max_batch: int, max_wait_s: float, on_first=None, **kwargs):
         time.sleep(0.05)  # a batch's generation
         return list(jobs), None
 
-    return Batcher(run, max_batch=max_batch, max_wait_s=max_wait_s, **kwargs), sizes
+    return Batcher(run, Batching(max_batch=max_batch, max_wait_s=max_wait_s, **kwargs)), sizes
 
 
 async def _client(batcher: Batcher, me: int, rounds: int, round_trip_s: float = 0.01) -> None:
