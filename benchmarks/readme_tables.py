@@ -172,18 +172,21 @@ def _serve_load(report: dict) -> str:
         f"{report['top_k']}, {report['prompt_tokens']}-token prompts, {report['max_tokens']} "
         f"new tokens, greedy, every request streamed; {report['threads']} CPU threads, torch "
         f"{report['torch']}. Offline: batched generation of the same prompts in batches of 16, "
-        f"measured in the same run right before and right after each level, the level "
-        f"compared with their mean (at concurrency {target['concurrency']}: "
-        f"{top['offline']['before']['tokens_per_second']:,.0f} before, "
-        f"{top['offline']['after']['tokens_per_second']:,.0f} after). Target: >= "
+        f"measured in the same run before, between and after each level's "
+        f"{report['blocks_per_level']} blocks of requests, the level compared with their mean "
+        f"(at concurrency {target['concurrency']}: "
+        f"{', '.join(format(r['tokens_per_second'], ',.0f') for r in top['offline']['runs'])}). "
+        f"Target: >= "
         f"{target['min_vs_offline']:.1f}x offline at concurrency "
         f"{target['concurrency']}; measured {top['vs_offline']:.2f}x. CPU seconds at "
         f"concurrency {target['concurrency']}: the server's generation process "
         f"{top['generation_cpu_seconds']:.1f}, its HTTP process {top['server_cpu_seconds']:.1f}, "
         f"the load generator {top['load_generator_cpu_seconds']:.1f}, over {top['seconds']:.1f} "
         f"s; the model's worker busy {top['utilization']:.0%} of the time, a batch of "
-        f"{top['mean_batch']:.1f} in {top['batch_seconds'] * 1000:.0f} ms (offline's 16 in "
-        f"{top['offline']['batch_seconds'] * 1000:.0f} ms)."))
+        f"{top['mean_batch']:.1f} in {top['batch_seconds'] * 1000:.0f} ms and "
+        f"{top['batch_cpu_seconds']:.2f} CPU s (offline's 16 in "
+        f"{top['offline']['batch_seconds'] * 1000:.0f} ms and "
+        f"{top['offline']['batch_cpu_seconds']:.2f} CPU s)."))
 
 
 def rate_with_interval(audit: dict) -> str:

@@ -4,15 +4,16 @@ Fixed prompts (public text), greedy, every request streamed (time to first token
 the first text chunk), at concurrency 1, 4 and 16. Reported per level: requests/s, generated
 tokens/s, latency p50/p95/p99, time to first token p50/p95, errors (must be 0). The baseline:
 offline batched generation of the same prompts (`components.batch_generation.generate_rows`,
-batches of 16) on the same checkpoint, in this process while the server idles, right before
-and right after each level (this machine's speed drifts by a quarter within minutes: each level
-is compared with the mean of the two baselines that bracket it; the one after a level is the
-one before the next). Target: tokens/s at concurrency 16 >= 0.7x offline.
+batches of 16) on the same checkpoint, in this process while the server idles. This machine's
+offline rate swings by a fifth and more within minutes, so each level runs in blocks (4 of 128
+requests by default) with an offline run of as many requests before, between and after them,
+and is compared with the mean of those runs (the last one after a level is the first of the
+next). Target: tokens/s at concurrency 16 >= 0.7x offline.
 
 The model is the `small` preset (the demo's) merged with four experts at top-2, random weights:
 speed does not depend on them.
 
-    python -m benchmarks.serve_load [--preset small] [--requests 512] [--max-tokens 32]
+    python -m benchmarks.serve_load [--preset small] [--requests 512] [--blocks 4] [--max-tokens 32]
 """
 
 from __future__ import annotations
@@ -110,12 +111,12 @@ async def one_request(client: httpx.AsyncClient, url: str, prompt: str, max_toke
     return {"latency": time.perf_counter() - start, "ttft": first, "tokens": tokens}
 
 
-def bracketed(before: dict, after: dict) -> dict:
-    """The offline rate a level is compared with: the mean of the baselines right before and
-    right after it (both kept, to show the drift)."""
-    mean = {key: (before[key] + after[key]) / 2
+def offline_reference(runs: list[dict]) -> dict:
+    """The offline rate a level is compared with: the mean of the runs before, between and after
+    its blocks (each kept, to show the drift)."""
+    mean = {key: statistics.fmean(r[key] for r in runs)
             for key in ("tokens_per_second", "batch_seconds", "batch_cpu_seconds")}
-    return {**mean, "before": before, "after": after}
+    return {**mean, "runs": runs}
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -127,8 +128,10 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def level(url: str, prompts: list[str], concurrency: int, requests: int,
-                max_tokens: int) -> dict:
+async def requests_at(url: str, prompts: list[str], concurrency: int, requests: int,
+                      max_tokens: int) -> tuple[list[dict], float]:
+    """`requests` requests from `concurrency` clients, each sending its next once answered; each
+    request's outcome, and the seconds they took."""
     queue = list(range(requests))
     results: list[dict] = []
 
@@ -142,7 +145,10 @@ async def level(url: str, prompts: list[str], concurrency: int, requests: int,
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        seconds = time.perf_counter() - start
+        return results, time.perf_counter() - start
+
+
+def summary(concurrency: int, results: list[dict], seconds: float) -> dict:
     ok = [r for r in results if "error" not in r]
     latencies = sorted(r["latency"] for r in ok)
     ttfts = sorted(r["ttft"] for r in ok if r["ttft"] is not None)
@@ -151,9 +157,9 @@ async def level(url: str, prompts: list[str], concurrency: int, requests: int,
         return values[min(len(values) - 1, round(q * (len(values) - 1)))] if values else 0.0
 
     tokens = sum(r["tokens"] for r in ok)
-    return {"concurrency": concurrency, "requests": requests, "errors": len(results) - len(ok),
-            "seconds": seconds, "requests_per_second": len(ok) / seconds,
-            "tokens_per_second": tokens / seconds,
+    return {"concurrency": concurrency, "requests": len(results),
+            "errors": len(results) - len(ok), "seconds": seconds,
+            "requests_per_second": len(ok) / seconds, "tokens_per_second": tokens / seconds,
             "latency_p50": pct(latencies, 0.5), "latency_p95": pct(latencies, 0.95),
             "latency_p99": pct(latencies, 0.99), "ttft_p50": pct(ttfts, 0.5),
             "ttft_p95": pct(ttfts, 0.95), "mean_latency": statistics.fmean(latencies)}
@@ -190,9 +196,14 @@ def main() -> None:
     ap.add_argument("--preset", default="small")
     ap.add_argument("--experts", type=int, default=4)
     ap.add_argument("--requests", type=int, default=512, help="per concurrency level")
+    ap.add_argument("--blocks", type=int, default=4,
+                    help="each level's requests in this many blocks, offline runs between")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    if args.blocks < 1 or args.requests % (16 * args.blocks):
+        ap.error("--requests must be a multiple of 16 x --blocks (offline runs batches of 16)")
+    per_block = args.requests // args.blocks
     with tempfile.TemporaryDirectory(prefix="flexo-serve-load-") as tmp:
         model_dir = Path(tmp) / "release"
         prompt_ids = build_release(args.preset, args.experts, model_dir)
@@ -206,25 +217,31 @@ def main() -> None:
         server = serve(model_dir, port, Path(tmp) / "home")
         try:
             url = f"http://127.0.0.1:{port}/v1/completions"
-            asyncio.run(level(url, prompts, 4, 8, 4))  # warm up
+            asyncio.run(requests_at(url, prompts, 4, 8, 4))  # warm up
             levels = []
-            before = offline_rate(model, tokenizer, prompt_ids, args.max_tokens, args.requests)
+            last = offline_rate(model, tokenizer, prompt_ids, args.max_tokens, per_block)
             for concurrency in LEVELS:
                 health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
                 generation = health["generation_pid"]  # the server's model process
-                cpu = cpu_seconds(), cpu_seconds(server.pid), cpu_seconds(generation)
-                found = asyncio.run(level(url, prompts, concurrency, args.requests,
-                                          args.max_tokens))
-                # where the machine's CPU went: the load generator and the server's HTTP
-                # process share it with generation
-                found["load_generator_cpu_seconds"] = cpu_seconds() - cpu[0]
-                found["server_cpu_seconds"] = cpu_seconds(server.pid) - cpu[1]
-                found["generation_cpu_seconds"] = cpu_seconds(generation) - cpu[2]
+                cpu = cpu_seconds(server.pid), cpu_seconds(generation)
+                results, seconds, load_cpu, runs = [], 0.0, 0.0, [last]
+                for _ in range(args.blocks):
+                    started = cpu_seconds()
+                    got, took = asyncio.run(requests_at(url, prompts, concurrency, per_block,
+                                                        args.max_tokens))
+                    load_cpu += cpu_seconds() - started
+                    results, seconds = results + got, seconds + took
+                    runs.append(offline_rate(model, tokenizer, prompt_ids, args.max_tokens,
+                                             per_block))
                 after = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
-                following = offline_rate(model, tokenizer, prompt_ids, args.max_tokens,
-                                         args.requests)
-                offline = bracketed(before, following)
-                found["offline"], before = offline, following
+                found = summary(concurrency, results, seconds)
+                # where the machine's CPU went: the load generator and the server's HTTP
+                # process share it with generation (the server idles during offline runs)
+                found["load_generator_cpu_seconds"] = load_cpu
+                found["server_cpu_seconds"] = cpu_seconds(server.pid) - cpu[0]
+                found["generation_cpu_seconds"] = cpu_seconds(generation) - cpu[1]
+                offline, last = offline_reference(runs), runs[-1]
+                found["offline"] = offline
                 found["batches"] = after["batches"] - health["batches"]
                 found["mean_batch"] = found["requests"] / found["batches"]
                 # where the gap to offline lies: the worker idle between batches (utilization)
@@ -239,9 +256,9 @@ def main() -> None:
                 levels.append(found)
                 print(f"concurrency {concurrency:>2}: {found['requests_per_second']:.1f} req/s, "
                       f"{found['tokens_per_second']:,.0f} tokens/s ({found['vs_offline']:.2f}x "
-                      f"offline's {offline['tokens_per_second']:,.0f}: "
-                      f"{offline['before']['tokens_per_second']:,.0f} before, "
-                      f"{offline['after']['tokens_per_second']:,.0f} after), mean batch "
+                      f"offline's {offline['tokens_per_second']:,.0f}, its runs "
+                      f"{', '.join(format(r['tokens_per_second'], ',.0f') for r in runs)}), "
+                      f"mean batch "
                       f"{found['mean_batch']:.1f} in {found['batch_seconds']:.3f} s, "
                       f"{found['batch_cpu_seconds']:.3f} CPU s (offline's 16 in "
                       f"{offline['batch_seconds']:.3f} s, {offline['batch_cpu_seconds']:.3f} CPU "
@@ -258,7 +275,8 @@ def main() -> None:
               "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
               "preset": args.preset, "experts": args.experts, "top_k": 2,
               "prompt_tokens": PROMPT_TOKENS, "max_tokens": args.max_tokens,
-              "requests_per_level": args.requests, "levels": levels,
+              "requests_per_level": args.requests, "blocks_per_level": args.blocks,
+              "levels": levels,
               "target": {"concurrency": 16, "min_vs_offline": 0.7}}
     atomic_write(args.out, json.dumps(report, indent=2) + "\n")
 

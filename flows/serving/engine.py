@@ -159,9 +159,12 @@ class Engine:
     """The served release, the generation process, the worker thread that talks to it, and the
     batch function the batcher calls."""
 
-    def __init__(self, source: ReleaseSource):
+    def __init__(self, source: ReleaseSource, gather_s: float = 0.0):
+        """`gather_s`: streamed tokens come from the generation process at most this often
+        (the first step's at once); a stream that sends a chunk every 100 ms gains nothing
+        from a message per step, and each message wakes this process on generation's cores."""
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flexo-model")
-        self.swaps = 0
+        self.swaps, self.gather_s = 0, gather_s
         self.generator = GenerationProcess()
         try:
             self.current = self.executor.submit(self._load, source).result()
@@ -214,7 +217,8 @@ class Engine:
                                    loo=j.attribution == "loo", stream=j.sink is not None)
                                for j in jobs],
                          only=list(first.only) if first.only is not None else None,
-                         exclude=list(first.exclude), sampling=first.sampling)
+                         exclude=list(first.exclude), sampling=first.sampling,
+                         gather_s=self.gather_s)
         try:
             answer = self.generator.ask(order)
             while isinstance(answer, Tokens):

@@ -41,6 +41,9 @@ class Generate(BaseModel):
     only: list[str] | None
     exclude: list[str]
     sampling: Sampling
+    # streamed tokens go out as they are made, gathered for up to this long (the first step's
+    # at once): each message wakes the server, whose cores generation shares
+    gather_s: float = 0.0
 
 
 class Stop(BaseModel):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -72,10 +73,19 @@ def generate(served: Served, order: Generate, connection: Connection) -> Generat
     on = [n for n, flag in zip(expert_names(model.config), active, strict=True)
           if flag and n not in gone]
     streamed = {i for i, row in enumerate(order.rows) if row.stream}
+    gathered: list[tuple[int, int]] = []
+    sent = [0.0]  # when tokens last went out (0: none yet)
+
+    def flush() -> None:
+        if gathered:
+            send(connection, Tokens(tokens=gathered))
+            gathered.clear()
+            sent[0] = time.monotonic()
 
     def sink(step: list[tuple[int, int]]) -> None:
-        if mine := [(row, token) for row, token in step if row in streamed]:
-            send(connection, Tokens(tokens=mine))
+        gathered.extend((row, token) for row, token in step if row in streamed)
+        if time.monotonic() - sent[0] >= order.gather_s:
+            flush()
 
     with RoutingTally(model, len(order.rows)) as tally:
         made = generate_rows(model, [r.prompt_ids for r in order.rows],
@@ -83,6 +93,7 @@ def generate(served: Served, order: Generate, connection: Connection) -> Generat
                              pad_token_id=served.pad_token_id,
                              eos_token_id=served.eos_token_id,
                              sink=sink if streamed else None)
+    flush()
     rows = []
     for row, new, routing in zip(order.rows, made, tally.shares([len(n) for n in made]),
                                  strict=True):
