@@ -2,9 +2,9 @@
 at a time (`flows.serving.protocol`), until told to stop or its server goes away.
 
 Why a process of its own: generation and the HTTP side (parsing, streaming, the event loop) in
-one process take turns on one interpreter lock; on a loaded 2-core machine each batch then took
-1.15-1.42x its offline time, by an amount that changed from run to run. Here the model runs
-with the lock to itself, and the server's process only reads its messages.
+one process take turns on one interpreter lock, so the model's thread waited for the web stack's
+Python between two torch ops. Here the model has an interpreter to itself (the two still share
+the machine's cores: README, "Serving under load").
 
     python -m flows.serving.worker FD   (FD: the socket to the server, inherited)
 """
