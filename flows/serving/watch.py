@@ -2,8 +2,9 @@
 
 A registry alias (`production`) is polled; when it moves, the new version's checkpoint is
 downloaded in the watcher's thread, then handed to the engine, which loads it and swaps it in
-between two batches (never mid-request). While the alias points nowhere (a withdrawal purged the release it
-named) the loaded model keeps serving, with the withdrawn expert masked by the deny-list.
+between two batches (never mid-request). While the alias points nowhere (a withdrawal purged
+the release it named) the loaded model keeps serving, with the withdrawn expert masked by the
+deny-list.
 """
 
 from __future__ import annotations
