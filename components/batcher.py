@@ -66,9 +66,7 @@ class Batcher(Generic[Job]):
 
     def __init__(self, run_batch: Callable[[list[Job]], BatchRun],
                  batching: Batching = Batching(), executor: ThreadPoolExecutor | None = None):
-        self.run_batch = run_batch
-        self.max_batch, self.max_wait_s = batching.max_batch, batching.max_wait_s
-        self.gap_s, self.max_queue = batching.gap_s, batching.max_queue
+        self.run_batch, self.batching = run_batch, batching
         self._waiting: list[Pending[Job]] = []
         self._wake = asyncio.Event()
         # one thread runs every batch; a caller may share its own single-thread executor (so
@@ -95,9 +93,9 @@ class Batcher(Generic[Job]):
         shutting down."""
         if self._closing:
             raise QueueFull("the server is shutting down")
-        if len(self._waiting) >= self.max_queue:
+        if len(self._waiting) >= self.batching.max_queue:
             raise QueueFull(f"{len(self._waiting)} requests are waiting (the bound is "
-                            f"{self.max_queue})")
+                            f"{self.batching.max_queue})")
         pending = Pending(key, job)
         self._waiting.append(pending)
         self._wake.set()
@@ -108,7 +106,7 @@ class Batcher(Generic[Job]):
 
     def _take(self) -> list[Pending[Job]]:
         key = self._waiting[0].key
-        batch = [p for p in self._waiting if p.key == key][:self.max_batch]
+        batch = [p for p in self._waiting if p.key == key][:self.batching.max_batch]
         taken = {id(p) for p in batch}
         self._waiting = [p for p in self._waiting if id(p) not in taken]
         return batch
@@ -121,7 +119,7 @@ class Batcher(Generic[Job]):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self.max_wait_s and len(self._waiting) < self._enough:
+            if self.batching.max_wait_s and len(self._waiting) < self._enough:
                 await self._company()
             batch = [p for p in self._take() if not p.done.cancelled()]
             if not batch:
@@ -153,18 +151,18 @@ class Batcher(Generic[Job]):
 
     @property
     def _enough(self) -> int:
-        return min(self.max_batch, self._clients or self.max_batch)
+        return min(self.batching.max_batch, self._clients or self.batching.max_batch)
 
     async def _company(self) -> None:
         """Wait for `_enough` requests while they keep arriving (none for `gap_s`: go), at most
         `max_wait_s` in all."""
         clock = asyncio.get_running_loop().time
         last = clock()
-        deadline, seen = last + self.max_wait_s, len(self._waiting)
+        deadline, seen = last + self.batching.max_wait_s, len(self._waiting)
         while len(self._waiting) < self._enough and not self._closing:
             if len(self._waiting) > seen:
                 seen, last = len(self._waiting), clock()
-            left = min(deadline, last + self.gap_s) - clock()
+            left = min(deadline, last + self.batching.gap_s) - clock()
             if left <= 0:
                 return
             self._wake.clear()

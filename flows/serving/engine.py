@@ -179,12 +179,15 @@ class Engine:
     def _load(self, source: ReleaseSource) -> ServedRelease:
         from components.checkpoints import load_tokenizer
 
-        answer = self.generator.ask(Load(directory=str(source.directory)))
+        tokenizer = load_tokenizer(source.directory)
+        answer = self.generator.ask(Load(directory=str(source.directory),
+                                         pad_token_id=tokenizer.pad_token_id,
+                                         eos_token_id=tokenizer.eos_token_id))
         if isinstance(answer, Failed):
             raise CheckpointError(f"loading {source.model_id} from {source.directory} failed: "
                                   f"{answer.message}")
         assert isinstance(answer, Loaded)
-        return ServedRelease(source=source, tokenizer=load_tokenizer(source.directory),
+        return ServedRelease(source=source, tokenizer=tokenizer,
                              names=answer.names, context=answer.context,
                              created=int(time.time()))
 

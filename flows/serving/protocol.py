@@ -2,8 +2,8 @@
 over a local socket (`multiprocessing.connection.Connection.send_bytes`; never pickle).
 
 The server sends orders, one at a time, and reads the answers to each before the next: `Load`
-(answered by `Loaded` or `Failed`), `Generate` (answered by `Tokens` once per step for streamed
-rows, then `Generated` or `Failed`), `Stop` (no answer: the process exits).
+(answered by `Loaded` or `Failed`), `Generate` (answered by `Tokens` as streamed rows' tokens
+are made, then `Generated` or `Failed`), `Stop` (no answer: the process exits).
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from components.batch_generation import Sampling
 
 
 class Load(BaseModel):
-    """Load the model in `directory` and serve it from the next batch on."""
+    """Load the model in `directory` and serve it from the next batch on (the token ids come
+    from its tokenizer, which the server has loaded already)."""
 
     kind: Literal["load"] = "load"
     directory: str
+    pad_token_id: int
+    eos_token_id: int | None
 
 
 class Row(BaseModel):
@@ -57,7 +60,7 @@ class Loaded(BaseModel):
 
 
 class Tokens(BaseModel):
-    """A step's new tokens of the streamed rows: (row, token id) pairs."""
+    """The streamed rows' tokens made since the last message: (row, token id) pairs."""
 
     kind: Literal["tokens"] = "tokens"
     tokens: list[tuple[int, int]]

@@ -54,12 +54,9 @@ class Served:
 def load(order: Load) -> tuple[Served, Loaded]:
     """The model in the order's directory through flexo's runtime (negative biases applied; the
     home's deny-list re-read before every forward pass)."""
-    from components.checkpoints import load_tokenizer
-
     model = load_flexo_model(Path(order.directory), deny_list=deny_list_path())
     model.eval()
-    tokenizer = load_tokenizer(order.directory)
-    served = Served(model, tokenizer.pad_token_id, tokenizer.eos_token_id)
+    served = Served(model, order.pad_token_id, order.eos_token_id)
     return served, Loaded(names=expert_names(model.config),
                           context=int(model.config.max_position_embeddings))
 

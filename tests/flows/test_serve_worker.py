@@ -23,8 +23,10 @@ PROMPTS = ("def main(", "The court held that", "It was a dark and stormy")
 def served(merged, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLEXO_HOME", str(tmp_path_factory.mktemp("worker-home")))
-        held, loaded = load(Load(directory=str(merged)))
-        yield held, loaded, load_tokenizer(merged)
+        tokenizer = load_tokenizer(merged)
+        held, loaded = load(Load(directory=str(merged), pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id))
+        yield held, loaded, tokenizer
 
 
 def _answers(served, gather_s: float, stream: list[bool]) -> list:
