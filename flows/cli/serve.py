@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from components.batcher import Batching
+from components.batcher import REMEMBERED_BATCHES, Batching
 from components.errors import ConfigError
 from flows.cli.app import app, command, out
 from flows.serving.settings import ServeSettings
@@ -31,7 +31,8 @@ def serve(
                          ] = DEFAULT.batching.max_batch,
     batch_wait_ms: Annotated[float, typer.Option(
         help="How long a request waits at most for others to batch with (less once as many "
-             "wait as the last batch had clients, or once none came for --batch-gap-ms).")
+             f"wait as any of the last {REMEMBERED_BATCHES} batches had clients, or once none "
+             "came for --batch-gap-ms).")
                              ] = DEFAULT.batching.max_wait_s * 1000,
     batch_gap_ms: Annotated[float, typer.Option(
         help="A batch waiting for company starts once no request arrived for this long.")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from components.batcher import Batcher, Batching, QueueFull
+from components.batcher import REMEMBERED_BATCHES, Batcher, Batching, QueueFull
 
 
 def _recording_batcher(**kwargs):
@@ -193,3 +193,46 @@ def test_busy_time_counts_the_batches_and_not_the_waits_between_them():
     busy, elapsed, sizes = asyncio.run(scenario())
     assert sizes == [1] * 6
     assert 6 * 0.05 <= busy < elapsed - 6 * 0.1 + 0.05
+
+
+def test_a_crowd_that_comes_back_after_a_pause_fills_one_batch_despite_a_small_last_one():
+    """Eight clients run together, two of them one round more (the last batch: 2); all pause,
+    then come back as a burst, 5 ms apart. The batcher remembers the crowd of the batches
+    before the small one and waits for all eight, instead of starting with the first two and
+    splitting the crowd for the rest of its run (a batch of 2 costs nearly a full one)."""
+    async def scenario():
+        batcher, sizes = _timed_batcher(8, 0.5)
+        batcher.start()
+        await asyncio.gather(*(_client(batcher, me, 3 if me < 2 else 2) for me in range(8)))
+        await asyncio.sleep(0.3)  # the pause
+
+        async def back(me: int) -> None:
+            await asyncio.sleep(0.005 * me)
+            await _client(batcher, me, 2)
+
+        await asyncio.gather(*(back(me) for me in range(8)))
+        await batcher.drain()
+        return sizes
+
+    assert asyncio.run(scenario()) == [8, 8, 2, 8, 8]
+
+
+def test_a_lone_client_after_a_crowd_waits_for_company_only_while_the_crowd_is_remembered():
+    """After a batch of eight, a lone client's next requests each wait the gap (0.4 s) for
+    company that does not come, for as many batches as the batcher remembers, then not at all."""
+    async def scenario():
+        batcher, sizes = _timed_batcher(8, 5.0, gap_s=0.4)
+        batcher.start()
+        await asyncio.gather(*(_client(batcher, me, 1) for me in range(8)))
+        took = []
+        for me in range(8):
+            start = time.monotonic()
+            await batcher.enqueue("k", me)
+            took.append(time.monotonic() - start)
+        await batcher.drain()
+        return sizes, took
+
+    sizes, took = asyncio.run(scenario())
+    assert sizes == [8] + [1] * 8
+    waited = [t >= 0.4 for t in took]  # a batch alone takes 0.05 s
+    assert waited == [True] * REMEMBERED_BATCHES + [False] * (8 - REMEMBERED_BATCHES)
