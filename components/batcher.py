@@ -15,10 +15,11 @@ against a 50 ms window), each costing nearly a full batch's time. Waiting on whi
 lets a slow machine gather the whole batch, and stops as soon as arrivals stop. Why several
 batches: a crowd's work often ends in a small batch (its stragglers); judged by that one alone,
 the crowd coming back after a pause would start with its first few and stay split (on this
-machine, 16 clients in blocks of 128 requests ran 9 batches a block instead of 8). A lone
-client waits for company only while a crowd is remembered, and never once that has passed. The queue is bounded: a request that finds it full is refused at once
-(`QueueFull`), so an overloaded server answers "later" instead of piling up work. `drain` lets
-every admitted request finish (a graceful shutdown).
+machine, 16 clients in blocks of 128 requests ran 9 batches a block instead of 8). A lone client
+waits for company only while a crowd is remembered, and never once that has passed. The queue is
+bounded: a request that finds it full is refused at once (`QueueFull`), so an overloaded server
+answers "later" instead of piling up work. `drain` lets every admitted request finish (a
+graceful shutdown).
 """
 
 from __future__ import annotations
