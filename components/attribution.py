@@ -124,10 +124,14 @@ class RoutingTally:
     def _record(self, _module, _inputs, output) -> None:
         self._outputs.append(output[1:])
 
+    @property
+    def passes(self) -> int:
+        """Forward passes recorded so far (each calls every router once)."""
+        return len(self._outputs) // len(self._routers) if self._routers else 0
+
     def _per_pass(self) -> torch.Tensor:
         """(passes, rows, experts): the routing weight each pass's last position applied."""
-        layers = len(self._routers)
-        passes = len(self._outputs) // layers
+        layers, passes = len(self._routers), self.passes
         k = self._outputs[0][0].shape[-1]
 
         def last(t: torch.Tensor) -> torch.Tensor:  # (rows * width, k) -> (rows, k)
@@ -147,9 +151,8 @@ class RoutingTally:
         """Each row's routing shares over the passes that chose its `generated[row]` tokens."""
         if not self._routers:
             return [{self.names[0]: 1.0} for _ in generated]
-        passes = len(self._outputs) // len(self._routers)
-        if len(generated) != self.rows or any(not 1 <= n <= passes for n in generated):
-            raise ValueError(f"{passes} passes were recorded for {self.rows} rows; "
+        if len(generated) != self.rows or any(not 1 <= n <= self.passes for n in generated):
+            raise ValueError(f"{self.passes} passes were recorded for {self.rows} rows; "
                              f"cannot attribute {list(generated)} new tokens")
         upto = self._per_pass().cumsum(dim=0)  # row r's first n passes: upto[n - 1, r]
         totals = [upto[n - 1, row] for row, n in enumerate(generated)]

@@ -72,17 +72,15 @@ def serve(
     settings = ServeSettings(authenticate=not no_auth, stream_interval_s=stream_interval_ms / 1000,
                              batching=Batching(max_batch=max_batch, max_wait_s=batch_wait_ms / 1000,
                                                gap_s=batch_gap_ms / 1000, max_queue=queue_size))
-    # a stream's chunks go out at most every --stream-interval-ms: tokens reach it twice as often
-    gather_s = settings.stream_interval_s / 2
     watcher = None
     if model is not None:
-        engine = Engine(directory_release(model), gather_s=gather_s)
+        engine = Engine(directory_release(model), gather_s=settings.gather_s)
     else:
         from flows.tracking import runs
 
         runs.configure()
         version = resolve_release(release)
-        engine = Engine(registry_release(version), gather_s=gather_s)
+        engine = Engine(registry_release(version), gather_s=settings.gather_s)
         if not release.isdigit():
             settings.alias = release
             watcher = AliasWatch(release, version, offer=engine.offer, every_s=poll_seconds)

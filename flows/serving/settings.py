@@ -18,3 +18,9 @@ class ServeSettings:
     # the cores generation needs; at 50 ms streaming still held half of the event loop's GIL
     # time); tokens made meanwhile go out in one chunk, the first and the last at once
     stream_interval_s: float = 0.1
+
+    @property
+    def gather_s(self) -> float:
+        """How often the generation process sends streamed tokens: twice per stream interval,
+        so a chunk never waits long for tokens already made."""
+        return self.stream_interval_s / 2

@@ -71,17 +71,18 @@ def generate(served: Served, order: Generate, connection: Connection) -> Generat
           if flag and n not in gone]
     streamed = {i for i, row in enumerate(order.rows) if row.stream}
     gathered: list[tuple[int, int]] = []
-    sent = [0.0]  # when tokens last went out (0: none yet)
+    sent = 0.0  # when tokens last went out (0: none yet)
 
     def flush() -> None:
+        nonlocal sent
         if gathered:
             send(connection, Tokens(tokens=gathered))
             gathered.clear()
-            sent[0] = time.monotonic()
+            sent = time.monotonic()
 
     def sink(step: list[tuple[int, int]]) -> None:
         gathered.extend((row, token) for row, token in step if row in streamed)
-        if time.monotonic() - sent[0] >= order.gather_s:
+        if time.monotonic() - sent >= order.gather_s:
             flush()
 
     with RoutingTally(model, len(order.rows)) as tally:
