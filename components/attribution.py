@@ -132,10 +132,14 @@ class RoutingTally:
     def _per_pass(self) -> torch.Tensor:
         """(passes, rows, experts): the routing weight each pass's last position applied."""
         layers, passes = len(self._routers), self.passes
-        k = self._outputs[0][0].shape[-1]
+        # a router picks fewer experts than top-k when fewer are usable, and a withdrawal can
+        # land between two passes: narrower picks are padded with weight 0 (on expert 0)
+        k = max(w.shape[-1] for w, _ in self._outputs)
 
-        def last(t: torch.Tensor) -> torch.Tensor:  # (rows * width, k) -> (rows, k)
-            return t.reshape(self.rows, -1, k)[:, -1]
+        def last(t: torch.Tensor) -> torch.Tensor:  # (rows * width, k_t) -> (rows, k)
+            picked = t.reshape(self.rows, -1, t.shape[-1])[:, -1]
+            return picked if t.shape[-1] == k else torch.nn.functional.pad(
+                picked, (0, k - t.shape[-1]))
 
         def by_pass(ts: list[torch.Tensor]) -> torch.Tensor:  # -> (passes, rows, layers * k)
             stacked = torch.stack([last(t) for t in ts]).cpu()  # (passes * layers, rows, k)

@@ -9,7 +9,8 @@ import torch
 from components.attribution import RoutingTally, attribute, routing_shares
 from components.batch_generation import Sampling, generate_rows
 from components.checkpoints import load_tokenizer
-from components.runtime import apply_selection, load_flexo_model
+from components.router import set_denied
+from components.runtime import apply_selection, expert_names, load_flexo_model
 
 PROMPTS = ("def main(", "The court held that the defendant", "Once")
 
@@ -73,3 +74,34 @@ def test_routing_taken_while_generating_equals_each_rows_pass_afterwards(runtime
             tally.shares([len(rows[0]) + 20, 1, 1])
     finally:
         apply_selection(model)
+
+
+def test_routing_taken_while_generating_survives_a_withdrawal_between_passes(runtime):
+    """A withdrawal can land mid-generation (the deny-list is re-read before each pass): the
+    router then picks fewer experts than before. The shares still add up, the withdrawn expert
+    keeping only what it had before its denial."""
+    model, tokenizer = runtime
+    names = expert_names(model.config)
+    apply_selection(model, only=["legal"])  # public and legal usable: each pass picks both
+    passes = []
+
+    def deny_legal_after_two(_module, _args) -> None:
+        passes.append(1)
+        if len(passes) == 3:
+            set_denied(model, [n == "legal" for n in names])  # from now on, only public
+
+    hook = model.register_forward_pre_hook(deny_legal_after_two)
+    try:
+        prompts = [tokenizer(p).input_ids for p in PROMPTS]
+        with RoutingTally(model, len(prompts)) as tally:
+            rows = generate_rows(model, prompts, [6, 6, 6], Sampling(), tokenizer.pad_token_id)
+        shares = tally.shares([len(r) for r in rows])
+    finally:
+        hook.remove()
+        set_denied(model, [False] * len(names))
+        apply_selection(model)
+    assert len(passes) >= 3 and all(len(r) == 6 for r in rows)
+    for row in shares:
+        assert abs(sum(row.values()) - 1) < 1e-6
+        assert 0 < row["legal"] < 0.5 and row["public"] > 0.5  # 2 passes with legal, 4 without
+        assert row["code"] == row["literature"] == 0
